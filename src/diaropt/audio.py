@@ -1,0 +1,95 @@
+"""Read and validate audio. Every waveform that enters a pipeline passes ``validate_waveform``.
+
+Policy (documented in the book's Methods page):
+- sample rate: files at another rate are resampled to 16 kHz with a logged notice
+  (``load_audio(..., resample=True)``, the default); in-memory arrays at another rate are
+  refused unless the caller asks to resample;
+- more than one channel: refused unless ``downmix=True`` (mean of channels);
+- empty, shorter than ``MIN_DURATION``, NaN/inf, or amplitudes beyond [-1, 1]: refused;
+- clipping (more than 0.1 % of samples at full scale): accepted with a warning;
+- unreadable or corrupt files: refused with the decoder's reason.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .errors import AudioError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+MIN_DURATION = 0.5  # seconds: below this no embedding or segmentation is meaningful
+CLIP_LEVEL = 0.999
+CLIP_FRACTION = 1e-3
+
+
+class ClippingWarning(UserWarning):
+    """The audio has a noticeable share of samples at full scale."""
+
+
+def _as_channels_first(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2:
+        raise AudioError(f"{name}: expected (samples,) or (channels, samples), got shape {tuple(t.shape)}")
+    return t
+
+
+def validate_waveform(waveform, sample_rate: int, *, name: str = "audio", resample: bool = False,
+                      downmix: bool = False, min_duration: float = MIN_DURATION) -> torch.Tensor:
+    """Check a waveform and return it as float32 (1, samples) at 16 kHz, or raise ``AudioError``."""
+    wav = _as_channels_first(waveform, name)
+    if wav.shape[0] > 1:
+        if not downmix:
+            raise AudioError(f"{name}: {wav.shape[0]} channels; diarization here takes mono audio. "
+                             f"Pass downmix=True (CLI: --downmix) to average the channels.")
+        wav = wav.mean(dim=0, keepdim=True)
+    if wav.shape[-1] == 0:
+        raise AudioError(f"{name}: empty audio (0 samples)")
+    if not torch.isfinite(wav).all():
+        bad = int((~torch.isfinite(wav)).sum())
+        raise AudioError(f"{name}: {bad} NaN/inf samples; the file is corrupt or was decoded wrongly")
+    if sample_rate != SAMPLE_RATE:
+        if not resample:
+            raise AudioError(f"{name}: sample rate {sample_rate} Hz, models expect {SAMPLE_RATE} Hz. "
+                             f"Resample first, or pass resample=True.")
+        import torchaudio.functional as AF
+
+        log.info("%s: resampling %d Hz -> %d Hz", name, sample_rate, SAMPLE_RATE)
+        wav = AF.resample(wav, sample_rate, SAMPLE_RATE)
+    duration = wav.shape[-1] / SAMPLE_RATE
+    if duration < min_duration:
+        raise AudioError(f"{name}: {duration:.3f} s of audio, shorter than the {min_duration} s minimum")
+    peak = float(wav.abs().max())
+    if peak > 1.0 + 1e-4:
+        raise AudioError(f"{name}: peak amplitude {peak:.1f} > 1: expected float audio in [-1, 1] "
+                         f"(integer PCM must be scaled by 1/32768)")
+    clipped = float((wav.abs() >= CLIP_LEVEL).float().mean())
+    if clipped > CLIP_FRACTION:
+        warnings.warn(f"{name}: {100 * clipped:.2f}% of samples at full scale (clipped); "
+                      f"accuracy may suffer", ClippingWarning, stacklevel=2)
+    return wav.contiguous()
+
+
+def load_audio(path, *, resample: bool = True, downmix: bool = False) -> torch.Tensor:
+    """Read an audio file into a validated float32 (1, samples) tensor at 16 kHz."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+        raise AudioError(f"{path}: cannot decode audio ({e})") from e
+    return validate_waveform(data.T, sr, name=str(path), resample=resample, downmix=downmix)
+
+
+def as_pyannote_input(waveform: torch.Tensor, uri: str = "audio") -> dict:
+    """The in-memory form pyannote.audio accepts without decoding files."""
+    return {"waveform": waveform, "sample_rate": SAMPLE_RATE, "uri": uri}

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from diaropt.audio import ClippingWarning, load_audio, validate_waveform
+from diaropt.errors import AudioError
+
+SR = 16000
+
+
+def tone(seconds=1.0, sr=SR, amp=0.3):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def test_valid_mono_passes_and_is_channels_first():
+    wav = validate_waveform(tone(), SR)
+    assert wav.shape == (1, SR) and wav.dtype == torch.float32
+
+
+def test_wrong_rate_is_refused_or_resampled_on_request():
+    with pytest.raises(AudioError, match="44100 Hz"):
+        validate_waveform(tone(sr=44100), 44100)
+    wav = validate_waveform(tone(sr=44100), 44100, resample=True)
+    assert wav.shape[-1] == SR
+
+
+def test_stereo_is_refused_unless_downmixed():
+    stereo = np.stack([tone(), tone(amp=0.1)])
+    with pytest.raises(AudioError, match="2 channels"):
+        validate_waveform(stereo, SR)
+    wav = validate_waveform(stereo, SR, downmix=True)
+    np.testing.assert_allclose(wav[0].numpy(), stereo.mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros(0, np.float32), "empty"),
+    (tone(0.2), "shorter than"),
+    (np.full(SR, np.nan, np.float32), "NaN"),
+    (tone(amp=3000.0), "peak amplitude"),
+])
+def test_bad_waveforms_get_clear_errors(bad, message):
+    with pytest.raises(AudioError, match=message):
+        validate_waveform(bad, SR)
+
+
+def test_clipping_warns_but_passes():
+    x = np.clip(tone(amp=2.0), -1, 1)
+    with pytest.warns(ClippingWarning):
+        validate_waveform(x, SR)
+
+
+def test_files(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, tone(sr=8000), 8000)
+    assert load_audio(good).shape[-1] == SR  # resampled from 8 kHz
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    with pytest.raises(AudioError, match="cannot decode"):
+        load_audio(corrupt)
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "missing.wav")

@@ -1,0 +1,53 @@
+"""Real models over real speech (tens of seconds each)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from diaropt import data, models
+from diaropt.verification import verification_eer
+
+pytestmark = pytest.mark.slow
+
+
+def test_campplus_verification_eer_is_low(provisioned):
+    speakers = [s for s in data.speakers_with_utterances() if s.startswith("librispeech")]
+    speakers += [s for s in data.speakers_with_utterances() if s.startswith("speechocean")][:6]
+    res = verification_eer(models.load_campplus(), speakers, per_speaker=6)
+    assert res["target_trials"] > 200
+    assert res["eer"] < 0.05, res
+
+
+def test_reference_pipeline_on_sample(provisioned):
+    from diaropt.metrics import der
+    from diaropt.pipeline import get_variant
+
+    rec = data.pyannote_sample()
+    v = get_variant("reference", embedding="campplus")
+    hyp, stages = v.run(rec)
+    assert len(hyp.labels()) == 2
+    assert der(rec.reference, hyp, rec.uem, "strict") < 0.2
+    assert stages["total"] == pytest.approx(sum(stages[s] for s in ("segmentation", "counting", "embedding", "clustering")))
+    assert v.models["embedding_name"] == "campplus"
+
+
+def test_cli_benchmark_smoke_and_compare(provisioned, tmp_path):
+    out = tmp_path / "ref.json"
+    cmd = [sys.executable, "-m", "diaropt", "benchmark", "--variant", "reference", "--smoke", "--output", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    res = json.loads(out.read_text())
+    assert res["profile"] == "smoke" and res["totals"]["rtfx"] > 0
+    assert res["models"]["segmentation"] == "pyannote/segmentation-3.0"
+    assert res["environment"]["versions"]["pyannote.audio"] == "4.0.7"
+    cmp = subprocess.run([sys.executable, "-m", "diaropt", "compare", str(out), str(out)],
+                         check=True, capture_output=True, text=True).stdout
+    assert "DER strict" in cmp and "1.00x" in cmp
+
+
+def test_cli_errors_are_clean(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    proc = subprocess.run([sys.executable, "-m", "diaropt", "diarize", str(bad), "--output", str(tmp_path / "o.rttm")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "cannot decode" in proc.stderr and "Traceback" not in proc.stderr
