@@ -127,10 +127,14 @@ def build() -> int:
     if not (STAGE / "_toc.yml").exists():
         print("error: nothing executed yet: run `python -m diaropt.book execute` first", file=sys.stderr)
         return 1
-    static = STAGE / "_static"
-    if MATHJAX.exists() and not (static / "mathjax").exists():
-        # MathJax 2 (Debian's libjs-mathjax) without its test pages, unpacked sources and PNG fonts
-        shutil.copytree(MATHJAX, static / "mathjax", symlinks=False,
+    extra = STAGE / "_extra"
+    if not MATHJAX.exists():
+        print(f"error: {MATHJAX} missing: install Debian's libjs-mathjax (scripts/setup.sh does)", file=sys.stderr)
+        return 1
+    if not (extra / "mathjax").exists():
+        # MathJax 2 (Debian's libjs-mathjax), served from the book's root: no CDN. It goes through
+        # html_extra_path, not _static, so Sphinx does not register its files as page scripts.
+        shutil.copytree(MATHJAX, extra / "mathjax", symlinks=False,
                         ignore=shutil.ignore_patterns("unpacked", "test", "png", "*.map"))
     out = BUILD / "jb"
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(out),

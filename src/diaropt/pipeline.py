@@ -123,3 +123,7 @@ def reference_variant(embedding: str = "auto") -> Variant:
         models={"segmentation": "pyannote/segmentation-3.0", "embedding": choice.model_id,
                 "embedding_name": choice.name, "embedding_reason": choice.reason},
     )
+
+
+# Variants defined by technique modules register themselves on import.
+from .techniques import shared_trunk  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""One module per technique of the guide."""

@@ -1,0 +1,102 @@
+"""Technique 2/3 in the pipeline: embed each 10 s chunk once, pool once per local speaker.
+
+pyannote's reference embeds every (chunk, local speaker) pair by running the whole embedding
+network on the chunk's waveform with that speaker's frame mask; the mask only enters at the
+statistics pooling. ``SharedTrunkDiarization`` runs the trunk once per chunk (batched over
+chunks) and pools the three masks from the same frames. Masks are built exactly as pyannote
+builds them (overlap-free when enough clean frames remain). With ``skip_inactive``, speakers
+whose mask is all zero get no embedding (NaN): pyannote's clustering never trains on them and
+their zero masks contribute nothing to the reconstruction, so the output is unchanged.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from pyannote.audio.pipelines import SpeakerDiarization
+
+from ..pipeline import Variant, build_reference_pipeline, register, run_pyannote
+
+
+def trunk_and_pool(model):
+    """(frames(waveforms), pool(frames, weights)) for CAM++ or WeSpeaker ResNet34."""
+    if hasattr(model, "campplus"):
+        return (lambda w: model.campplus.frame_features(model.compute_fbank(w)),
+                model.campplus.pool_and_embed)
+    if hasattr(model, "resnet"):
+        def pool(frames, weights):
+            out = model.resnet.forward_embedding(frames, weights=weights)
+            return out[-1] if isinstance(out, tuple) else out
+        return (lambda w: model.resnet.forward_frames(model.compute_fbank(w)), pool)
+    raise NotImplementedError(f"no trunk/pool split known for {type(model).__name__}")
+
+
+def embedding_masks(pipe: SpeakerDiarization, binary_segmentations, exclude_overlap: bool) -> np.ndarray:
+    """The (chunks, speakers, frames) masks pyannote's ``get_embeddings`` would use."""
+    data = np.nan_to_num(binary_segmentations.data, nan=0.0).astype(np.float32)
+    num_chunks, num_frames, _ = data.shape
+    if not exclude_overlap:
+        return data.transpose(0, 2, 1)
+    duration = binary_segmentations.sliding_window.duration
+    min_num_frames = math.ceil(num_frames * pipe._embedding.min_num_samples / (duration * pipe._embedding.sample_rate))
+    clean = data * (np.sum(binary_segmentations.data, axis=2, keepdims=True) < 2)
+    clean = np.nan_to_num(clean, nan=0.0).astype(np.float32)
+    use_clean = clean.sum(axis=1, keepdims=True) > min_num_frames  # (chunks, 1, speakers)
+    return np.where(use_clean, clean, data).transpose(0, 2, 1)
+
+
+class SharedTrunkDiarization(SpeakerDiarization):
+    """pyannote's pipeline with a shared-trunk ``get_embeddings``."""
+
+    skip_inactive: bool = False
+    chunk_batch: int = 8
+
+    def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
+        masks = embedding_masks(self, binary_segmentations, exclude_overlap)
+        num_chunks, num_speakers, _ = masks.shape
+        model = self._embedding.model_
+        frames_of, pool = trunk_and_pool(model)
+        out = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
+        active = masks.sum(axis=2) > 0 if self.skip_inactive else np.ones((num_chunks, num_speakers), bool)
+        todo = np.flatnonzero(active.any(axis=1))
+        window = binary_segmentations.sliding_window
+        with torch.inference_mode():
+            for start in range(0, len(todo), self.chunk_batch):
+                idx = todo[start: start + self.chunk_batch]
+                wav = torch.stack([self._audio.crop(file, window[c], mode="pad")[0] for c in idx])
+                emb = pool(frames_of(wav), torch.from_numpy(masks[idx])).numpy()
+                emb[~active[idx]] = np.nan
+                out[idx] = emb
+                if hook is not None:
+                    hook("embeddings", None, total=len(todo), completed=min(start + self.chunk_batch, len(todo)))
+        return out
+
+
+def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_batch=8, params=None):
+    ref = build_reference_pipeline(embedding, params=params)
+    pipe = SharedTrunkDiarization(
+        segmentation=ref._segmentation.model, embedding=ref._embedding.model_, embedding_exclude_overlap=True,
+        plda=ref._plda, clustering="AgglomerativeClustering", segmentation_batch_size=32, embedding_batch_size=32)
+    pipe.instantiate(ref.parameters(instantiated=True))
+    pipe.skip_inactive, pipe.chunk_batch = skip_inactive, chunk_batch
+    pipe.embedding_choice = ref.embedding_choice
+    return pipe
+
+
+def _variant(name, description, skip_inactive, embedding):
+    pipe = build_shared_trunk_pipeline(embedding, skip_inactive=skip_inactive)
+    c = pipe.embedding_choice
+    return Variant(name, description + f" ({c.name})", lambda rec: run_pyannote(pipe, rec),
+                   models={"segmentation": "pyannote/segmentation-3.0", "embedding": c.model_id,
+                           "embedding_name": c.name, "embedding_reason": c.reason})
+
+
+@register("shared-trunk")
+def shared_trunk_variant(embedding: str = "auto") -> Variant:
+    return _variant("shared-trunk", "reference with the embedding trunk run once per chunk", False, embedding)
+
+
+@register("shared-trunk-skip")
+def shared_trunk_skip_variant(embedding: str = "auto") -> Variant:
+    return _variant("shared-trunk-skip", "shared trunk + no embedding for inactive speakers", True, embedding)

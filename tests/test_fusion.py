@@ -1,0 +1,100 @@
+"""Fused and reference code must agree (technique 2)."""
+import numpy as np
+import pytest
+import torch
+
+from diaropt import data, metrics, models, pipeline
+from diaropt.campplus import CAMPPlus
+from diaropt.plain import PlainSegmentation
+from diaropt.techniques import fusion
+from diaropt.techniques.shared_trunk import build_shared_trunk_pipeline
+
+
+@pytest.fixture(scope="module")
+def segmentation(provisioned):
+    return models.load_segmentation()
+
+
+@pytest.fixture(scope="module")
+def window():
+    return data.pyannote_sample().waveform[:, :160000][None]
+
+
+def test_plain_segmentation_equals_pyannote(segmentation, window):
+    plain = PlainSegmentation(segmentation)
+    with torch.inference_mode():
+        ref, out = segmentation(window), plain(window)
+    assert torch.equal(ref.argmax(-1), out.argmax(-1))
+    assert (ref - out).abs().max().item() < 1e-5
+    traced = torch.jit.trace(plain, window)  # the Lightning module cannot be traced; this can
+    assert (traced(window) - ref).abs().max().item() < 1e-4
+
+
+def test_powerset_decodes_are_identical(segmentation, window):
+    torch.manual_seed(0)
+    mapping = fusion.powerset().mapping
+    with torch.inference_mode():
+        real = segmentation(window)
+    random = torch.log_softmax(3 * torch.randn(16, 589, 7), dim=-1)
+    for logp in (real, random):
+        ref = fusion.decode_pyannote(logp)
+        assert torch.equal(fusion.decode_guide(logp, mapping), ref)
+        assert torch.equal(fusion.decode_fused(logp, mapping), ref)
+    assert ref.shape == (16, 589, 3) and set(ref.unique().tolist()) <= {0.0, 1.0}
+    assert int(ref.sum(-1).max()) <= 2  # at most two speakers at once
+
+
+def test_fused_segmentation_module(segmentation, window):
+    fused = fusion.FusedSegmentation(segmentation)
+    with torch.inference_mode():
+        expected = fusion.decode_pyannote(segmentation(window))
+        assert torch.equal(fused(window), expected)
+        scripted = torch.jit.script(fused)
+        assert torch.equal(scripted(window), expected)
+
+
+def test_batchnorm_folding_preserves_campplus(provisioned):
+    emb = models.load_campplus()
+    folded = models.load_campplus()
+    n = fusion.fold_campplus_batchnorm(folded.campplus)
+    assert n > 50
+    remaining = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert remaining == 0  # every 2-D BN in the FCM head follows a conv
+    x = 0.1 * torch.randn(2, 1, 48000)
+    with torch.inference_mode():
+        a, b = emb(x), folded(x)
+    torch.testing.assert_close(b, a, atol=2e-3, rtol=1e-3)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99999
+
+
+def test_batchnorm_folding_is_not_a_no_op():
+    torch.manual_seed(0)
+    net = CAMPPlus().eval()
+    for m in net.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    before = [p.clone() for p in net.head.conv1.parameters()]
+    fusion.fold_campplus_batchnorm(net)
+    assert not torch.equal(before[0], net.head.conv1.weight)
+    assert net.head.conv1.bias is not None
+
+
+@pytest.mark.slow
+def test_shared_trunk_equals_reference_embeddings_and_output(provisioned):
+    rec = data.pyannote_sample()
+    ref = pipeline.build_reference_pipeline("campplus")
+    shared = build_shared_trunk_pipeline("campplus", skip_inactive=True)
+    f = {"waveform": rec.waveform, "sample_rate": 16000, "uri": rec.uri}
+    seg = ref.get_segmentations(f)
+    e_ref = ref.get_embeddings(f, seg, exclude_overlap=True)
+    e_new = shared.get_embeddings(f, seg, exclude_overlap=True)
+    computed = ~np.isnan(e_new).any(-1)
+    assert 0.3 < computed.mean() < 1.0  # some speakers were skipped, most were not
+    np.testing.assert_allclose(e_new[computed], e_ref[computed], atol=1e-4)
+    # skipped = exactly the speakers with an empty mask
+    binary = np.nan_to_num(seg.data).sum(axis=1) > 0
+    assert np.array_equal(computed, binary)
+    h_ref, _ = pipeline.run_pyannote(ref, rec)
+    h_new, _ = pipeline.run_pyannote(shared, rec)
+    assert metrics.der(h_ref, h_new, rec.uem) == 0.0
