@@ -15,23 +15,23 @@ from tqdm.auto import tqdm
 from .bench import PeakRSS, environment
 from .data import PROFILES, benchmark_set
 from .metrics import DERAccumulator
-from .pipeline import get_variant
+from .pipeline import Variant, get_variant
 
 STAGES = ("segmentation", "counting", "embedding", "clustering", "total")
 
 
-def run_benchmark(variant: str = "reference", *, profile: str = "full", split: str = "test",
+def run_benchmark(variant="reference", *, profile: str = "full", split: str = "test",
                   repeats: int = 1, recordings=None, progress: bool = True, **variant_kwargs) -> dict:
-    """Benchmark one variant. Each file is timed ``repeats`` times (median kept); one warm-up
-    run on the first file precedes the timed runs."""
+    """Benchmark one variant (a registered name or a ``Variant``). Each file is timed ``repeats``
+    times (median kept); one warm-up run on the first file precedes the timed runs."""
     torch.manual_seed(0)
-    v = get_variant(variant, **variant_kwargs)
+    v = variant if isinstance(variant, Variant) else get_variant(variant, **variant_kwargs)
     recs = recordings if recordings is not None else benchmark_set(split, profile)
     v.run(recs[0])  # warm-up: lazy initialisation, allocator, caches of the first call
     acc = DERAccumulator()
     files = []
     with PeakRSS() as mem:
-        for rec in tqdm(recs, desc=f"benchmark {variant}", disable=not progress):
+        for rec in tqdm(recs, desc=f"benchmark {v.name}", disable=not progress):
             runs = [v.run(rec) for _ in range(repeats)]
             hyp = runs[-1][0]
             stages = {s: statistics.median(r[1][s] for r in runs) for s in STAGES}

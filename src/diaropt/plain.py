@@ -50,3 +50,17 @@ class PlainSegmentation(nn.Module):
         for linear in self.linear:
             x = F.leaky_relu(linear(x))
         return F.log_softmax(self.classifier(x), dim=-1)
+
+
+class PlainCAMPPlus(nn.Module):
+    """CAM++ with its fbank front end as a plain module: (B, 1, N) waveform -> (B, 192)."""
+
+    def __init__(self, campplus_embedding):
+        super().__init__()
+        self.campplus = campplus_embedding.campplus
+        self.eval()
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        from .campplus import kaldi_fbank
+
+        return self.campplus(kaldi_fbank(waveforms[:, 0]))
