@@ -64,8 +64,7 @@ class FCM(nn.Module):
         out = F.relu(self.bn1(self.conv1(x.unsqueeze(1))))
         out = self.layer2(self.layer1(out))
         out = F.relu(self.bn2(self.conv2(out)))
-        b, c, f, t = out.shape
-        return out.reshape(b, c * f, t)
+        return out.flatten(1, 2)  # (B, C, F, T) -> (B, C*F, T)
 
 
 class TDNNLayer(nn.Module):
@@ -94,9 +93,9 @@ class CAMLayer(nn.Module):
         self.seg_len = seg_len
 
     def seg_pooling(self, x):
+        """Average over segments of ``seg_len`` frames, broadcast back to every frame."""
         seg = F.avg_pool1d(x, kernel_size=self.seg_len, stride=self.seg_len, ceil_mode=True)
-        seg = seg.unsqueeze(-1).expand(*seg.shape, self.seg_len).reshape(*seg.shape[:-1], -1)
-        return seg[..., : x.shape[-1]]
+        return torch.repeat_interleave(seg, self.seg_len, dim=-1)[..., : x.shape[-1]]
 
     def forward(self, x):
         y = self.linear_local(x)

@@ -325,3 +325,16 @@ def _overlap(ann: Annotation) -> float:
             if a & b:
                 overlaps.add(a & b)
     return overlaps.support().duration()
+
+
+def real_windows(recs: list[Recording], step: float = 5.0, limit: int | None = None) -> torch.Tensor:
+    """10 s windows (N, 1, 160000) cut from recordings every ``step`` seconds (zero-padded)."""
+    out = []
+    for rec in recs:
+        x = rec.waveform[0]
+        for start in range(0, max(1, x.shape[-1] - 160000 + 1), int(step * SAMPLE_RATE)):
+            w = x[start: start + 160000]
+            out.append(torch.nn.functional.pad(w, (0, 160000 - w.shape[-1])))
+            if limit and len(out) >= limit:
+                return torch.stack(out)[:, None]
+    return torch.stack(out)[:, None]

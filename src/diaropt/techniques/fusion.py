@@ -105,10 +105,14 @@ def fold_campplus_batchnorm(campplus) -> int:
             module.linear1 = _fold(module.linear1, module.nonlinear2.batchnorm)
             module.nonlinear2.batchnorm = nn.Identity()
             folded += 1
+    # the last transition's conv feeds only the output BatchNorm
+    last = campplus.xvector.transit3
+    last.linear = _fold(last.linear, campplus.xvector.out_nonlinear.batchnorm)
+    campplus.xvector.out_nonlinear.batchnorm = nn.Identity()
     dense = campplus.dense
     dense.linear = _fold(dense.linear, dense.nonlinear.batchnorm)
     dense.nonlinear.batchnorm = nn.Identity()
-    return folded + 1
+    return folded + 2
 
 
 def freeze_torchscript(module: nn.Module, example: torch.Tensor, optimize: bool = False):

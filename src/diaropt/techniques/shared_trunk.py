@@ -10,6 +10,7 @@ their zero masks contribute nothing to the reconstruction, so the output is unch
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -51,12 +52,20 @@ class SharedTrunkDiarization(SpeakerDiarization):
 
     skip_inactive: bool = False
     chunk_batch: int = 8
+    #: optional (waveforms (B, 1, N), masks (B, S, F)) -> (B, S, D) replacing trunk + pool,
+    #: e.g. a compressed ``IntegratedEmbedding`` or an ONNX Runtime session wrapper
+    integrated = None
 
     def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)
         num_chunks, num_speakers, _ = masks.shape
-        model = self._embedding.model_
-        frames_of, pool = trunk_and_pool(model)
+        if self.integrated is not None:
+            integrated = self.integrated
+        else:
+            frames_of, pool = trunk_and_pool(self._embedding.model_)
+
+            def integrated(w, m):
+                return pool(frames_of(w), m)
         out = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
         active = masks.sum(axis=2) > 0 if self.skip_inactive else np.ones((num_chunks, num_speakers), bool)
         todo = np.flatnonzero(active.any(axis=1))
@@ -65,7 +74,7 @@ class SharedTrunkDiarization(SpeakerDiarization):
             for start in range(0, len(todo), self.chunk_batch):
                 idx = todo[start: start + self.chunk_batch]
                 wav = torch.stack([self._audio.crop(file, window[c], mode="pad")[0] for c in idx])
-                emb = pool(frames_of(wav), torch.from_numpy(masks[idx])).numpy()
+                emb = np.asarray(integrated(wav, torch.from_numpy(masks[idx])), dtype=np.float32)
                 emb[~active[idx]] = np.nan
                 out[idx] = emb
                 if hook is not None:
@@ -73,13 +82,20 @@ class SharedTrunkDiarization(SpeakerDiarization):
         return out
 
 
-def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_batch=8, params=None):
+def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_batch=8, params=None,
+                                segmentation_forward=None, integrated=None):
+    """The shared-trunk pipeline; optionally with another segmentation forward (a module with
+    pyannote's input/output, e.g. a compressed ``PlainSegmentation``) or embedding callable."""
     ref = build_reference_pipeline(embedding, params=params)
+    if segmentation_forward is not None:
+        seg = copy.deepcopy(ref._segmentation.model)
+        seg.forward = segmentation_forward  # pyannote's Inference calls model(batch)
+        ref._segmentation.model = seg
     pipe = SharedTrunkDiarization(
         segmentation=ref._segmentation.model, embedding=ref._embedding.model_, embedding_exclude_overlap=True,
         plda=ref._plda, clustering="AgglomerativeClustering", segmentation_batch_size=32, embedding_batch_size=32)
     pipe.instantiate(ref.parameters(instantiated=True))
-    pipe.skip_inactive, pipe.chunk_batch = skip_inactive, chunk_batch
+    pipe.skip_inactive, pipe.chunk_batch, pipe.integrated = skip_inactive, chunk_batch, integrated
     pipe.embedding_choice = ref.embedding_choice
     return pipe
 
