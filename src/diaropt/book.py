@@ -60,15 +60,19 @@ def stage_sources() -> None:
     (STAGE / "notebooks").mkdir()
 
 
-def execute(profile: str) -> int:
+def execute(profile: str, notebooks: list[Path] | None = None, stage: Path | None = None) -> int:
+    """Execute notebooks (default: all of ``_toc.yml``) into the staging tree; 0 if all ran."""
     import papermill as pm
 
-    stage_sources()
+    if stage is None:
+        stage_sources()
+        stage = STAGE
     status = {"profile": profile, "started": datetime.datetime.now().isoformat(timespec="seconds"), "notebooks": []}
     failed = None
-    for nb in notebooks_in_order():
-        out = STAGE / nb.relative_to(REPO_ROOT)
-        print(f"== executing {nb.relative_to(REPO_ROOT)} (profile={profile})", flush=True)
+    for nb in notebooks if notebooks is not None else notebooks_in_order():
+        out = stage / nb.relative_to(nb.parents[1])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"== executing {nb.relative_to(nb.parents[1])} (profile={profile})", flush=True)
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(out), parameters={"profile": profile}, kernel_name=KERNEL,
@@ -77,15 +81,16 @@ def execute(profile: str) -> int:
             state = "ok"
         except pm.PapermillExecutionError as e:
             state = f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
-            failed = f"{nb.relative_to(REPO_ROOT)}: {state}"
+            failed = f"{nb.relative_to(nb.parents[1])}: {state}"
         seconds = time.perf_counter() - t0
-        status["notebooks"].append({"notebook": str(nb.relative_to(REPO_ROOT)), "seconds": round(seconds, 1),
+        status["notebooks"].append({"notebook": str(nb.relative_to(nb.parents[1])), "seconds": round(seconds, 1),
                                     "status": state})
         print(f"   {state} in {seconds:.1f} s", flush=True)
         if failed:
             break
     status["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    write_status(status)
+    if stage == STAGE:
+        write_status(status)
     if failed:
         print(f"error: {failed}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from pyannote.audio import Model
 
 from .campplus import SAMPLE_RATE, CAMPPlus, kaldi_fbank
 from .errors import ModelError
@@ -163,20 +164,12 @@ def _is_valid(key: str) -> bool:
 
 def load_segmentation():
     """The real pyannote segmentation-3.0 (PyanNet) as a ``pyannote.audio.Model`` in eval mode."""
-    from pyannote.audio import Model
-
     model = Model.from_pretrained(str(verify("segmentation")), strict=True)
     model.eval()
     return model
 
 
-def _pyannote_model_base():
-    from pyannote.audio import Model
-
-    return Model
-
-
-class CAMPPlusEmbedding(_pyannote_model_base()):
+class CAMPPlusEmbedding(Model):
     """CAM++ as a pyannote.audio embedding model: ``forward(waveforms, weights=None)``.
 
     waveforms: (B, 1, N) at 16 kHz; weights: None, (B, F) or (B, S, F) frame weights at any
@@ -220,8 +213,6 @@ def load_resnet34(source: str | None = None):
 
     Raises ``ModelError`` when the weights cannot be had: never substitutes random weights.
     """
-    from pyannote.audio import Model
-
     source = source or os.environ.get("DIAROPT_RESNET34") or RESNET34_HUB_ID
     if source != RESNET34_HUB_ID and not Path(source).exists():
         raise ModelError(f"DIAROPT_RESNET34={source} does not exist.")
