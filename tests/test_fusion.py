@@ -98,3 +98,21 @@ def test_shared_trunk_equals_reference_embeddings_and_output(provisioned):
     h_ref, _ = pipeline.run_pyannote(ref, rec)
     h_new, _ = pipeline.run_pyannote(shared, rec)
     assert metrics.der(h_ref, h_new, rec.uem) == 0.0
+
+
+def test_replacement_embedding_is_really_used(provisioned):
+    """A replacement embedding callable must be called and its output used (pyannote's
+    Pipeline.__setattr__ diverts nn.Module attributes; this guards against a silent no-op)."""
+    rec = data.pyannote_sample()
+    calls = []
+
+    class Fixed(torch.nn.Module):
+        def forward(self, w, m):
+            calls.append(w.shape[0])
+            return torch.full((w.shape[0], m.shape[1], 192), 0.5)
+
+    pipe = build_shared_trunk_pipeline("campplus", integrated=Fixed())
+    f = {"waveform": rec.waveform, "sample_rate": 16000, "uri": rec.uri}
+    emb = pipe.get_embeddings(f, pipe.get_segmentations(f), exclude_overlap=True)
+    assert calls and sum(calls) == emb.shape[0]
+    assert np.all(emb == 0.5)

@@ -54,14 +54,15 @@ def fmt(value, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
-def glue(name: str, value, spec: str = ".2f", display: bool = False):
-    """Glue a formatted number under ``name`` (``{glue:text}`name``` in prose)."""
+def glue(name: str, value, spec: str = ".2f", display: bool = False) -> None:
+    """Glue a formatted number under ``name`` (``{glue:text}`name``` in prose).
+
+    Returns None, so a cell that ends with a glue call shows no stray output."""
     from myst_nb import glue as _glue
 
     if isinstance(value, (int, float, np.floating, np.integer)):
         value = fmt(float(value), spec)
     _glue(name, value, display=display)
-    return value
 
 
 def speed_verdict(measured: float, claimed_low: float, claimed_high: float | None = None) -> str:

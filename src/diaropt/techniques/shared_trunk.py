@@ -52,16 +52,20 @@ class SharedTrunkDiarization(SpeakerDiarization):
 
     skip_inactive: bool = False
     chunk_batch: int = 8
-    #: optional (waveforms (B, 1, N), masks (B, S, F)) -> (B, S, D) replacing trunk + pool,
-    #: e.g. a compressed ``IntegratedEmbedding`` or an ONNX Runtime session wrapper
-    integrated = None
+
+    def set_integrated(self, fn) -> None:
+        """Replace trunk + pool by ``fn(waveforms (B, 1, N), masks (B, S, F)) -> (B, S, D)``
+        (e.g. a compressed ``IntegratedEmbedding`` or an ONNX Runtime session wrapper).
+
+        Stored inside a plain dict: pyannote.audio's ``Pipeline.__setattr__`` diverts any
+        ``nn.Module`` attribute into its own model registry."""
+        self.__dict__.setdefault("_replacements", {})["integrated"] = fn
 
     def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)
         num_chunks, num_speakers, _ = masks.shape
-        if self.integrated is not None:
-            integrated = self.integrated
-        else:
+        integrated = self.__dict__.get("_replacements", {}).get("integrated")
+        if integrated is None:
             frames_of, pool = trunk_and_pool(self._embedding.model_)
 
             def integrated(w, m):
@@ -95,7 +99,9 @@ def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_bat
         segmentation=ref._segmentation.model, embedding=ref._embedding.model_, embedding_exclude_overlap=True,
         plda=ref._plda, clustering="AgglomerativeClustering", segmentation_batch_size=32, embedding_batch_size=32)
     pipe.instantiate(ref.parameters(instantiated=True))
-    pipe.skip_inactive, pipe.chunk_batch, pipe.integrated = skip_inactive, chunk_batch, integrated
+    pipe.skip_inactive, pipe.chunk_batch = skip_inactive, chunk_batch
+    if integrated is not None:
+        pipe.set_integrated(integrated)
     pipe.embedding_choice = ref.embedding_choice
     return pipe
 
