@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .bench import PeakRSS, environment
-from .data import PROFILES, benchmark_set
+from .data import benchmark_set
 from .metrics import DERAccumulator
 from .pipeline import Variant, get_variant
 
@@ -81,5 +81,3 @@ def compare_warnings(a: dict, b: dict) -> list[str]:
         out.append("measured on different CPUs: speed ratios are not comparable")
     return out
 
-
-__all__ = ["run_benchmark", "compare_rows", "compare_warnings", "PROFILES"]

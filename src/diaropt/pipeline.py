@@ -111,6 +111,12 @@ def run_pyannote(pipe, rec: Recording) -> tuple[Annotation, dict]:
     return hyp, clock.stages(end)
 
 
+def models_record(choice: EmbeddingChoice) -> dict:
+    """Which models produced a result (stored with every benchmark)."""
+    return {"segmentation": "pyannote/segmentation-3.0", "embedding": choice.model_id,
+            "embedding_name": choice.name, "embedding_reason": choice.reason}
+
+
 @register("reference")
 def reference_variant(embedding: str = "auto") -> Variant:
     pipe = build_reference_pipeline(embedding)
@@ -120,8 +126,7 @@ def reference_variant(embedding: str = "auto") -> Variant:
         "pyannote.audio 4.0.7 SpeakerDiarization (3.1-style agglomerative clustering), "
         f"segmentation-3.0 + {choice.name}, frozen configs/reference.yaml",
         lambda rec: run_pyannote(pipe, rec),
-        models={"segmentation": "pyannote/segmentation-3.0", "embedding": choice.model_id,
-                "embedding_name": choice.name, "embedding_reason": choice.reason},
+        models=models_record(choice),
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from pyannote.audio.pipelines import SpeakerDiarization
 
-from ..pipeline import Variant, build_reference_pipeline, register, run_pyannote
+from ..pipeline import Variant, build_reference_pipeline, models_record, register, run_pyannote
 
 
 def trunk_and_pool(model):
@@ -110,8 +110,7 @@ def _variant(name, description, skip_inactive, embedding):
     pipe = build_shared_trunk_pipeline(embedding, skip_inactive=skip_inactive)
     c = pipe.embedding_choice
     return Variant(name, description + f" ({c.name})", lambda rec: run_pyannote(pipe, rec),
-                   models={"segmentation": "pyannote/segmentation-3.0", "embedding": c.model_id,
-                           "embedding_name": c.name, "embedding_reason": c.reason})
+                   models=models_record(c))
 
 
 @register("shared-trunk")
