@@ -51,3 +51,29 @@ def test_cli_errors_are_clean(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "diaropt", "diarize", str(bad), "--output", str(tmp_path / "o.rttm")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "cannot decode" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_diarizes_a_user_file_with_the_optimized_variant(provisioned, tmp_path):
+    from diaropt.data import pyannote_sample, write_recording
+
+    wav, _ = write_recording(pyannote_sample(), tmp_path)
+    out = tmp_path / "out.rttm"
+    proc = subprocess.run([sys.executable, "-m", "diaropt", "diarize", str(wav), "--variant", "optimized",
+                           "--output", str(out)], capture_output=True, text=True, check=True)
+    lines = [line.split() for line in out.read_text().splitlines()]
+    assert lines and all(parts[0] == "SPEAKER" for parts in lines)
+    assert len({parts[7] for parts in lines}) == 2
+    assert "2 speakers" in proc.stdout
+
+
+def test_cli_benchmarks_the_streaming_variant_with_params(provisioned, tmp_path):
+    out = tmp_path / "stream.json"
+    subprocess.run([sys.executable, "-m", "diaropt", "benchmark", "--variant", "streaming", "--smoke",
+                    "--param", "step=2", "--param", "latency=4", "--output", str(out)], check=True,
+                   capture_output=True, text=True)
+    from diaropt.streaming import online_params
+
+    res = json.loads(out.read_text())
+    frozen = online_params("campplus")["threshold"]
+    assert res["variant"] == "streaming" and res["models"]["online"] == {"step": 2.0, "latency": 4.0, "threshold": frozen}
+    assert 0 <= res["totals"]["der_strict"] < 0.5

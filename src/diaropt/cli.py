@@ -17,13 +17,27 @@ def _provision(args):
         print(f"{key}: {path} (sha256 verified)")
 
 
+def _params(pairs) -> dict:
+    """``["step=0.5", "latency=3"]`` -> ``{"step": 0.5, "latency": 3.0}`` (numbers where possible)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --param expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def _benchmark(args):
     from .benchmark import run_benchmark
     from .results import save_json
 
     profile = "smoke" if args.smoke else args.profile
     result = run_benchmark(args.variant, profile=profile, split=args.split, repeats=args.repeats,
-                           embedding=args.embedding)
+                           embedding=args.embedding, **_params(args.param))
     save_json(result, args.output)
     t = result["totals"]
     print(f"{result['variant']} [{result['models'].get('embedding_name')}] on {t['files']} files, "
@@ -53,10 +67,16 @@ def _simulate(args):
 
 
 def _tune(args):
-    from .tuning import tune_threshold, write_tuned
+    if args.online:
+        from .streaming import tune_online_threshold, write_online
 
-    res = tune_threshold(args.embedding, n_iterations=args.iterations, profile=args.profile)
-    write_tuned(args.embedding, res)
+        res = tune_online_threshold(args.embedding, profile=args.profile)
+        write_online(args.embedding, res)
+    else:
+        from .tuning import tune_threshold, write_tuned
+
+        res = tune_threshold(args.embedding, n_iterations=args.iterations, profile=args.profile)
+        write_tuned(args.embedding, res)
     print(json.dumps(res, indent=2))
 
 
@@ -66,7 +86,7 @@ def _diarize(args):
     from .pipeline import get_variant
 
     wav = load_audio(args.file, resample=True, downmix=args.downmix)
-    v = get_variant(args.variant, embedding=args.embedding)
+    v = get_variant(args.variant, embedding=args.embedding, **_params(args.param))
     rec = Recording(Path(args.file).stem, wav, None, None, "user", "")
     hyp, stages = v.run(rec)
     out = Path(args.output)
@@ -98,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", choices=["test", "tune"])
     s.add_argument("--repeats", type=int, default=1)
     s.add_argument("--embedding", default="auto", choices=["auto", "campplus", "resnet34"])
+    s.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="variant option, e.g. --param step=0.5 for the streaming variant (repeatable)")
     s.set_defaults(func=_benchmark)
 
     s = sub.add_parser("compare", help="side-by-side table of two benchmark results")
@@ -116,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedding", default="campplus", choices=["campplus", "resnet34"])
     s.add_argument("--iterations", type=int, default=40)
     s.add_argument("--profile", default="full", choices=["full", "smoke"])
+    s.add_argument("--online", action="store_true", help="tune the streaming diarizer's new-speaker threshold")
     s.set_defaults(func=_tune)
 
     s = sub.add_parser("diarize", help="diarize an audio file and write RTTM")
@@ -124,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedding", default="auto", choices=["auto", "campplus", "resnet34"])
     s.add_argument("--output", required=True)
     s.add_argument("--downmix", action="store_true", help="average the channels of a multi-channel file")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="variant option (repeatable)")
     s.set_defaults(func=_diarize)
 
     s = sub.add_parser("env", help="print the environment and model inventory as JSON")

@@ -40,8 +40,10 @@ def _unused_plda():
 
 
 def build_reference_pipeline(embedding: EmbeddingChoice | str = "auto", params: dict | None = None,
-                             segmentation_batch_size: int = 32, embedding_batch_size: int = 32):
-    """Instantiate pyannote's SpeakerDiarization offline (3.1 batch sizes by default)."""
+                             segmentation_batch_size: int = 32, embedding_batch_size: int = 32,
+                             segmentation_step: float = 0.1):
+    """Instantiate pyannote's SpeakerDiarization offline (3.1 batch sizes and window step by
+    default; ``segmentation_step`` is the step as a fraction of the 10 s window)."""
     from pyannote.audio.pipelines import SpeakerDiarization
 
     choice = choose_embedding(embedding) if isinstance(embedding, str) else embedding
@@ -49,6 +51,7 @@ def build_reference_pipeline(embedding: EmbeddingChoice | str = "auto", params: 
         segmentation=load_segmentation(),
         embedding=choice.model,
         embedding_exclude_overlap=True,
+        segmentation_step=segmentation_step,
         plda=_unused_plda(),
         clustering="AgglomerativeClustering",
         segmentation_batch_size=segmentation_batch_size,
@@ -131,4 +134,13 @@ def reference_variant(embedding: str = "auto") -> Variant:
 
 
 # Variants defined by technique modules register themselves on import.
-from .techniques import shared_trunk  # noqa: E402,F401
+from .techniques import optimized, shared_trunk  # noqa: E402,F401
+
+
+@register("streaming")
+def streaming_variant(embedding: str = "auto", step: float | None = None, latency: float | None = None,
+                      threshold: float | None = None) -> Variant:
+    """The online diarizer (``diaropt.streaming``) fed in pieces of ``step`` seconds."""
+    from .streaming import build_streaming_variant
+
+    return build_streaming_variant(embedding, step, latency, threshold)

@@ -87,17 +87,19 @@ class SharedTrunkDiarization(SpeakerDiarization):
 
 
 def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_batch=8, params=None,
-                                segmentation_forward=None, integrated=None):
+                                segmentation_forward=None, integrated=None, segmentation_step=0.1,
+                                segmentation_batch_size=32, cls=None):
     """The shared-trunk pipeline; optionally with another segmentation forward (a module with
     pyannote's input/output, e.g. a compressed ``PlainSegmentation``) or embedding callable."""
-    ref = build_reference_pipeline(embedding, params=params)
+    ref = build_reference_pipeline(embedding, params=params, segmentation_step=segmentation_step)
     if segmentation_forward is not None:
         seg = copy.deepcopy(ref._segmentation.model)
         seg.forward = segmentation_forward  # pyannote's Inference calls model(batch)
         ref._segmentation.model = seg
-    pipe = SharedTrunkDiarization(
+    pipe = (cls or SharedTrunkDiarization)(
         segmentation=ref._segmentation.model, embedding=ref._embedding.model_, embedding_exclude_overlap=True,
-        plda=ref._plda, clustering="AgglomerativeClustering", segmentation_batch_size=32, embedding_batch_size=32)
+        plda=ref._plda, clustering="AgglomerativeClustering", segmentation_step=segmentation_step,
+        segmentation_batch_size=segmentation_batch_size, embedding_batch_size=32)
     pipe.instantiate(ref.parameters(instantiated=True))
     pipe.skip_inactive, pipe.chunk_batch = skip_inactive, chunk_batch
     if integrated is not None:

@@ -1,0 +1,92 @@
+"""The ``optimized`` pipeline: the techniques that measurably helped on this CPU, composed.
+
+Measured in the chapters, kept here:
+
+- shared / block embedding trunk (fusion chapter): the CAM++ trunk runs once per 10 s of
+  audio (``techniques.block_trunk``) and each window's three speakers are pooled from it;
+- a coarser segmentation step (2.5 s instead of 1 s): 4x fewer segmentation windows,
+  and 4x fewer embeddings to cluster;
+- ONNX Runtime fp32 for both networks (quantization chapter: the runtime mattered more than
+  the number format; int8 and fp16 were slower on this CPU);
+- segmentation batch 8 (batching chapter).
+
+Everything else — clustering, its frozen threshold, aggregation — is pyannote's, unchanged.
+Its DER is measured against the reference on the same files, never assumed.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..fbank import ConvFbank
+from ..pipeline import Variant, models_record, register, run_pyannote
+from ..plain import PlainSegmentation
+from .block_trunk import BLOCK_SAMPLES, BlockTrunkDiarization
+from .quantization import OrtModule, export_onnx
+from .shared_trunk import build_shared_trunk_pipeline
+
+OPTIMIZED = {"segmentation_step": 0.25, "segmentation_batch_size": 8, "runtime": "onnxruntime"}
+
+
+class TrunkFrames(nn.Module):
+    """(B, 1, 160000) waveform -> CAM++ trunk frames (B, C, T); the fbank as conv + matmul."""
+
+    def __init__(self, campplus_embedding):
+        super().__init__()
+        self.fbank = ConvFbank()
+        self.campplus = campplus_embedding.campplus
+        self.eval()
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return self.campplus.frame_features(self.fbank(waveforms[:, 0]))
+
+
+def ort_segmentation(segmentation, folder: Path) -> OrtModule:
+    """segmentation-3.0 (SincNet baked) as an ONNX Runtime session with pyannote's I/O."""
+    x = torch.zeros(2, 1, BLOCK_SAMPLES)
+    path = export_onnx(PlainSegmentation(segmentation), (x,), ["waveforms"], "log_probs", folder / "segmentation.onnx")
+    return OrtModule(path, ["waveforms"])
+
+
+def ort_trunk(campplus_embedding, folder: Path) -> OrtModule:
+    """The CAM++ trunk (fbank included) as an ONNX Runtime session."""
+    x = torch.zeros(1, 1, BLOCK_SAMPLES)
+    path = export_onnx(TrunkFrames(campplus_embedding), (x,), ["waveforms"], "frames", folder / "trunk.onnx")
+    return OrtModule(path, ["waveforms"])
+
+
+def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
+                             runtime: str = OPTIMIZED["runtime"], params=None):
+    """Block-trunk pipeline with a coarser step; ONNX Runtime for both networks if asked."""
+    if runtime not in ("onnxruntime", "torch"):
+        raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
+    from ..models import load_segmentation
+
+    folder = Path(tempfile.mkdtemp(prefix="diaropt-onnx-"))
+    seg_forward = ort_segmentation(load_segmentation(), folder) if runtime == "onnxruntime" else None
+    # segmentation_forward goes to a copy of the model: other pipelines in the process keep theirs
+    pipe = build_shared_trunk_pipeline(embedding, chunk_batch=1, params=params, segmentation_step=segmentation_step,
+                                       segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
+                                       segmentation_forward=seg_forward, cls=BlockTrunkDiarization)
+    pipe.runtime = "torch"
+    if runtime == "onnxruntime":
+        model = pipe._embedding.model_
+        if hasattr(model, "campplus"):
+            pipe.set_trunk(frames_fn=ort_trunk(model, folder))
+            pipe.runtime = "onnxruntime (segmentation + embedding trunk)"
+        else:
+            pipe.runtime = "onnxruntime (segmentation); torch (embedding trunk: no ONNX export wired for it)"
+    return pipe
+
+
+@register("optimized")
+def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
+                      runtime: str = OPTIMIZED["runtime"]) -> Variant:
+    pipe = build_optimized_pipeline(embedding, float(segmentation_step), runtime)
+    c = pipe.embedding_choice
+    desc = (f"block embedding trunk + segmentation step {10 * float(segmentation_step):g} s + batch "
+            f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference ({c.name})")
+    return Variant("optimized", desc, lambda rec: run_pyannote(pipe, rec), models=models_record(c))

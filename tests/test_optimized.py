@@ -1,0 +1,67 @@
+"""The block trunk and the optimized pipeline: exact where exactness is claimed, checked
+against the reference where it is an approximation."""
+import numpy as np
+import pytest
+import torch
+
+from diaropt import data, metrics, models
+from diaropt.pipeline import get_variant
+from diaropt.plain import PlainSegmentation
+from diaropt.techniques import block_trunk, optimized
+from diaropt.techniques.shared_trunk import trunk_and_pool
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return data.pyannote_sample()
+
+
+@pytest.fixture(scope="module")
+def emb(provisioned):
+    return models.choose_embedding("campplus").model
+
+
+def test_window_frames_pads_and_aligns():
+    frames = torch.arange(12, dtype=torch.float32).reshape(1, 12)  # 3 blocks of 4 frames, 10 s each
+    assert block_trunk.window_frames(frames, 4, 0.0, 10.0).tolist() == [[0, 1, 2, 3]]
+    assert block_trunk.window_frames(frames, 4, 5.0, 10.0).tolist() == [[2, 3, 4, 5]]
+    assert block_trunk.window_frames(frames, 4, 25.0, 10.0).tolist() == [[10, 11, 0, 0]]
+
+
+@pytest.mark.slow
+def test_block_frames_equal_window_trunk_on_aligned_windows(emb, sample):
+    frames_of, _ = trunk_and_pool(emb)
+    wav = sample.waveform[:, :320000]  # two whole blocks
+    with torch.inference_mode():
+        frames, per_block = block_trunk.block_frames(frames_of, wav)
+        direct = frames_of(wav[:, 160000:][None])[0]
+    got = block_trunk.window_frames(frames, per_block, 10.0, 10.0)
+    assert torch.allclose(got, direct, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_runtime_models_match_torch(emb, sample, tmp_path):
+    seg = models.load_segmentation()
+    x = sample.waveform[:, :160000][None]
+    with torch.inference_mode():
+        ref_seg = PlainSegmentation(seg)(x)
+        ref_frames = optimized.TrunkFrames(emb)(x)
+    ort_seg = optimized.ort_segmentation(seg, tmp_path)(x)
+    ort_frames = optimized.ort_trunk(emb, tmp_path)(x)
+    assert torch.equal(ort_seg.argmax(-1), ref_seg.argmax(-1))
+    assert (ort_seg - ref_seg).abs().max() < 1e-3
+    cos = torch.nn.functional.cosine_similarity(ort_frames.flatten(), ref_frames.flatten(), dim=0)
+    assert cos > 0.9999
+
+
+@pytest.mark.slow
+def test_optimized_variant_diarizes_the_sample_and_leaves_the_reference_alone(sample):
+    ref = get_variant("reference", embedding="campplus")
+    opt = get_variant("optimized", embedding="campplus")
+    hyp_opt, stages = opt.run(sample)
+    hyp_ref, _ = ref.run(sample)  # the reference built first is unaffected by the ONNX swap
+    der_opt = metrics.der(sample.reference, hyp_opt, sample.uem)
+    der_ref = metrics.der(sample.reference, hyp_ref, sample.uem)
+    assert len(hyp_opt.labels()) == 2
+    assert der_opt < 0.2 and der_ref < 0.2
+    assert stages["total"] > 0 and np.isfinite(stages["embedding"])
