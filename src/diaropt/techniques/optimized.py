@@ -44,29 +44,30 @@ class TrunkFrames(nn.Module):
         return self.campplus.frame_features(self.fbank(waveforms[:, 0]))
 
 
-def ort_segmentation(segmentation, folder: Path) -> OrtModule:
+def ort_segmentation(segmentation, folder: Path, threads: int | None = None) -> OrtModule:
     """segmentation-3.0 (SincNet baked) as an ONNX Runtime session with pyannote's I/O."""
     x = torch.zeros(2, 1, BLOCK_SAMPLES)
     path = export_onnx(PlainSegmentation(segmentation), (x,), ["waveforms"], "log_probs", folder / "segmentation.onnx")
-    return OrtModule(path, ["waveforms"])
+    return OrtModule(path, ["waveforms"], threads)
 
 
-def ort_trunk(campplus_embedding, folder: Path) -> OrtModule:
+def ort_trunk(campplus_embedding, folder: Path, threads: int | None = None) -> OrtModule:
     """The CAM++ trunk (fbank included) as an ONNX Runtime session."""
     x = torch.zeros(1, 1, BLOCK_SAMPLES)
     path = export_onnx(TrunkFrames(campplus_embedding), (x,), ["waveforms"], "frames", folder / "trunk.onnx")
-    return OrtModule(path, ["waveforms"])
+    return OrtModule(path, ["waveforms"], threads)
 
 
 def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
-                             runtime: str = OPTIMIZED["runtime"], params=None):
-    """Block-trunk pipeline with a coarser step; ONNX Runtime for both networks if asked."""
+                             runtime: str = OPTIMIZED["runtime"], params=None, threads: int | None = None):
+    """Block-trunk pipeline with a coarser step; ONNX Runtime for both networks if asked
+    (``threads``: ONNX Runtime intra-op threads; default: one per physical core)."""
     if runtime not in ("onnxruntime", "torch"):
         raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
     from ..models import load_segmentation
 
     folder = Path(tempfile.mkdtemp(prefix="diaropt-onnx-"))
-    seg_forward = ort_segmentation(load_segmentation(), folder) if runtime == "onnxruntime" else None
+    seg_forward = ort_segmentation(load_segmentation(), folder, threads) if runtime == "onnxruntime" else None
     # segmentation_forward goes to a copy of the model: other pipelines in the process keep theirs
     pipe = build_shared_trunk_pipeline(embedding, chunk_batch=1, params=params, segmentation_step=segmentation_step,
                                        segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
@@ -75,7 +76,7 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
     if runtime == "onnxruntime":
         model = pipe._embedding.model_
         if hasattr(model, "campplus"):
-            pipe.set_trunk(frames_fn=ort_trunk(model, folder))
+            pipe.set_trunk(frames_fn=ort_trunk(model, folder, threads))
             pipe.runtime = "onnxruntime (segmentation + embedding trunk)"
         else:
             pipe.runtime = "onnxruntime (segmentation); torch (embedding trunk: no ONNX export wired for it)"
@@ -84,8 +85,9 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
 
 @register("optimized")
 def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
-                      runtime: str = OPTIMIZED["runtime"]) -> Variant:
-    pipe = build_optimized_pipeline(embedding, float(segmentation_step), runtime)
+                      runtime: str = OPTIMIZED["runtime"], threads: int | None = None) -> Variant:
+    pipe = build_optimized_pipeline(embedding, float(segmentation_step), runtime,
+                                    threads=int(threads) if threads is not None else None)
     c = pipe.embedding_choice
     desc = (f"block embedding trunk + segmentation step {10 * float(segmentation_step):g} s + batch "
             f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference ({c.name})")

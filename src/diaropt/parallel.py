@@ -1,0 +1,158 @@
+"""Technique 9: many files at once — threads, processes, or a Dask cluster.
+
+Every mode runs the same worker task (``diarize_one``) with the same pipeline variant; each
+worker builds its pipeline once. ``threads`` is the number of compute threads *per worker*
+(torch and ONNX Runtime), so ``workers * threads`` above the core count is oversubscription.
+
+The guide's Swift ``processBatch`` is ported in ``guide_process_batch``: when a slot is needed
+it awaits ``group.next()`` and throws the finished task's result away, so only the last
+``maxConcurrent`` results survive. ``process_batch`` keeps every result, in input order.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+_LOCAL = threading.local()
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set. Linux's ``ru_maxrss`` survives ``execve``, so a
+    spawned worker would report its parent's peak; ``VmHWM`` belongs to the current image."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
+
+
+def worker_setup(variant: str = "optimized", embedding: str = "auto", threads: int = 1) -> int:
+    """Build this worker's (thread's) pipeline once; returns the process id."""
+    import torch
+
+    from .pipeline import get_variant
+
+    torch.set_num_threads(threads)
+    key = (variant, embedding, threads)
+    if getattr(_LOCAL, "key", None) != key:
+        kwargs = {"threads": threads} if variant == "optimized" else {}
+        _LOCAL.variant, _LOCAL.key = get_variant(variant, embedding=embedding, **kwargs), key
+    return os.getpid()
+
+
+def diarize_one(rec, variant: str = "optimized", embedding: str = "auto", threads: int = 1) -> dict:
+    """Worker task: diarize one recording; turns, wall seconds, process id and peak RSS."""
+    worker_setup(variant, embedding, threads)
+    t0 = time.perf_counter()
+    hyp, _ = _LOCAL.variant.run(rec)
+    seconds = time.perf_counter() - t0
+    turns = [(round(s.start, 4), round(s.end, 4), label) for s, _, label in hyp.itertracks(yield_label=True)]
+    return {"uri": rec.uri, "turns": turns, "seconds": seconds, "pid": os.getpid(), "peak_rss_mib": _peak_rss_mib()}
+
+
+def _ready_barrier(seconds: float = 0.5) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def run_sequential(recs, threads: int = 2, **kw) -> dict:
+    worker_setup(threads=threads, **kw)
+    diarize_one(recs[0], threads=threads, **kw)  # warm-up
+    t0 = time.perf_counter()
+    out = [diarize_one(r, threads=threads, **kw) for r in recs]
+    return {"wall": time.perf_counter() - t0, "results": out, "startup": 0.0}
+
+
+def run_threads(recs, workers: int, threads: int = 1, **kw) -> dict:
+    """A thread pool in this process; one pipeline per thread (pyannote pipelines hold state)."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers, initializer=worker_setup, initargs=(kw.get("variant", "optimized"),
+                                                                       kw.get("embedding", "auto"), threads)) as pool:
+        list(pool.map(lambda r: diarize_one(r, threads=threads, **kw), recs[:workers]))  # warm every thread
+        startup = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        out = list(pool.map(lambda r: diarize_one(r, threads=threads, **kw), recs))
+        wall = time.perf_counter() - t1
+    return {"wall": wall, "results": out, "startup": startup}
+
+
+def run_processes(recs, workers: int, threads: int = 1, **kw) -> dict:
+    """A spawn-started process pool (fork after torch/OpenMP initialisation can deadlock)."""
+    import multiprocessing as mp
+
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=worker_setup,
+                             initargs=(kw.get("variant", "optimized"), kw.get("embedding", "auto"), threads)) as pool:
+        pids = set()
+        while len(pids) < workers:  # every worker started and built its pipeline
+            pids |= set(pool.map(_ready_barrier, [0.2] * workers))
+        list(pool.map(diarize_one, recs[:workers], *zip(*[(kw.get("variant", "optimized"), kw.get("embedding", "auto"),
+                                                             threads)] * workers)))  # warm-up runs
+        startup = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        args = [(kw.get("variant", "optimized"), kw.get("embedding", "auto"), threads)] * len(recs)
+        out = list(pool.map(diarize_one, recs, *zip(*args)))
+        wall = time.perf_counter() - t1
+    return {"wall": wall, "results": out, "startup": startup}
+
+
+def run_dask(recs, workers: int, threads: int = 1, **kw) -> dict:
+    """The same tasks on a local Dask cluster (one process per worker, one task at a time)."""
+    from dask.distributed import Client, LocalCluster
+
+    variant, embedding = kw.get("variant", "optimized"), kw.get("embedding", "auto")
+    t0 = time.perf_counter()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        client.run(worker_setup, variant, embedding, threads)
+        futures = client.map(diarize_one, recs[:workers], variant=variant, embedding=embedding, threads=threads, pure=False)
+        client.gather(futures)  # warm-up runs
+        startup = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        futures = client.map(diarize_one, recs, variant=variant, embedding=embedding, threads=threads, pure=False)
+        out = client.gather(futures)
+        wall = time.perf_counter() - t1
+    return {"wall": wall, "results": out, "startup": startup}
+
+
+# ---- the guide's snippet ---------------------------------------------------------------------
+
+async def guide_process_batch(files, process_file, max_concurrent: int) -> list:
+    """The guide's ``processBatch`` (Swift ``withThrowingTaskGroup``), ported as written."""
+    pending: set[asyncio.Task] = set()
+    for index, file in enumerate(files):
+        if index >= max_concurrent:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            finished = done.pop()
+            pending |= done  # any other finished task stays in the group
+            _ = finished.result()  # `_ = try await group.next()`: the result is discarded
+        pending.add(asyncio.ensure_future(process_file(file)))
+    return [await t for t in pending]  # `group.reduce(into: [])`: only what is left
+
+
+async def process_batch(files, process_file, max_concurrent: int) -> list:
+    """Fixed: at most ``max_concurrent`` at once, every result kept, in input order."""
+    sem = asyncio.Semaphore(max_concurrent)
+
+    async def one(file):
+        async with sem:
+            return await process_file(file)
+
+    return list(await asyncio.gather(*(one(f) for f in files)))
+
+
+def run_async(coro):
+    """``asyncio.run`` that also works where an event loop is already running (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
