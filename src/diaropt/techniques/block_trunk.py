@@ -11,10 +11,9 @@ blocks aligned to the file rather than to the window. Its DER is measured, never
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .shared_trunk import SharedTrunkDiarization, embedding_masks, trunk_and_pool
+from .shared_trunk import SharedTrunkDiarization, embed_active_chunks, embedding_masks, trunk_and_pool
 
 BLOCK_SAMPLES = 160_000  # 10 s at 16 kHz: the length the models see in the reference
 
@@ -55,24 +54,18 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
 
     def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)
-        num_chunks, num_speakers, _ = masks.shape
         frames_of, pool = trunk_and_pool(self._embedding.model_)
         reps = self.__dict__.get("_replacements", {})
         frames_of, pool = reps.get("frames") or frames_of, reps.get("pool") or pool
         waveform, sample_rate = self._audio(file)
         block_seconds = BLOCK_SAMPLES / sample_rate
         window = binary_segmentations.sliding_window
-        out = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
-        active = masks.sum(axis=2) > 0 if self.skip_inactive else np.ones((num_chunks, num_speakers), bool)
         with torch.inference_mode():
             frames, per_block = block_frames(frames_of, waveform, batch=self.chunk_batch)
-            todo = np.flatnonzero(active.any(axis=1))
-            for s in range(0, len(todo), self.pool_batch):
-                idx = todo[s: s + self.pool_batch]
+
+            def embed(idx):
                 f = torch.stack([window_frames(frames, per_block, window[c].start, block_seconds) for c in idx])
-                emb = np.asarray(pool(f, torch.from_numpy(masks[idx])), dtype=np.float32)
-                emb[~active[idx]] = np.nan
-                out[idx] = emb
-                if hook is not None:
-                    hook("embeddings", None, total=len(todo), completed=min(s + self.pool_batch, len(todo)))
-        return out
+                return pool(f, torch.from_numpy(masks[idx]))
+
+            return embed_active_chunks(masks, self._embedding.dimension, self.skip_inactive, self.pool_batch,
+                                       embed, hook)

@@ -47,6 +47,23 @@ def embedding_masks(pipe: SpeakerDiarization, binary_segmentations, exclude_over
     return np.where(use_clean, clean, data).transpose(0, 2, 1)
 
 
+def embed_active_chunks(masks: np.ndarray, dimension: int, skip_inactive: bool, batch: int, embed, hook=None):
+    """(chunks, speakers, dim) embeddings from ``embed(chunk indices) -> (n, speakers, dim)``,
+    called in batches; chunks with no active speaker are skipped (NaN) when ``skip_inactive``."""
+    num_chunks, num_speakers, _ = masks.shape
+    out = np.full((num_chunks, num_speakers, dimension), np.nan, dtype=np.float32)
+    active = masks.sum(axis=2) > 0 if skip_inactive else np.ones((num_chunks, num_speakers), bool)
+    todo = np.flatnonzero(active.any(axis=1))
+    for start in range(0, len(todo), batch):
+        idx = todo[start: start + batch]
+        emb = np.asarray(embed(idx), dtype=np.float32)
+        emb[~active[idx]] = np.nan
+        out[idx] = emb
+        if hook is not None:
+            hook("embeddings", None, total=len(todo), completed=min(start + batch, len(todo)))
+    return out
+
+
 class SharedTrunkDiarization(SpeakerDiarization):
     """pyannote's pipeline with a shared-trunk ``get_embeddings``."""
 
@@ -63,27 +80,21 @@ class SharedTrunkDiarization(SpeakerDiarization):
 
     def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)
-        num_chunks, num_speakers, _ = masks.shape
         integrated = self.__dict__.get("_replacements", {}).get("integrated")
         if integrated is None:
             frames_of, pool = trunk_and_pool(self._embedding.model_)
 
             def integrated(w, m):
                 return pool(frames_of(w), m)
-        out = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
-        active = masks.sum(axis=2) > 0 if self.skip_inactive else np.ones((num_chunks, num_speakers), bool)
-        todo = np.flatnonzero(active.any(axis=1))
         window = binary_segmentations.sliding_window
+
+        def embed(idx):
+            wav = torch.stack([self._audio.crop(file, window[c], mode="pad")[0] for c in idx])
+            return integrated(wav, torch.from_numpy(masks[idx]))
+
         with torch.inference_mode():
-            for start in range(0, len(todo), self.chunk_batch):
-                idx = todo[start: start + self.chunk_batch]
-                wav = torch.stack([self._audio.crop(file, window[c], mode="pad")[0] for c in idx])
-                emb = np.asarray(integrated(wav, torch.from_numpy(masks[idx])), dtype=np.float32)
-                emb[~active[idx]] = np.nan
-                out[idx] = emb
-                if hook is not None:
-                    hook("embeddings", None, total=len(todo), completed=min(start + self.chunk_batch, len(todo)))
-        return out
+            return embed_active_chunks(masks, self._embedding.dimension, self.skip_inactive, self.chunk_batch,
+                                       embed, hook)
 
 
 def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_batch=8, params=None,
