@@ -41,14 +41,14 @@ def test_fixed_process_batch_respects_the_concurrency_limit():
 
 
 @pytest.mark.slow
-def test_process_pool_and_dask_reproduce_the_sequential_output(provisioned):
+def test_threads_processes_and_dask_reproduce_the_sequential_output(provisioned):
     from diaropt import data
 
     sample = data.pyannote_sample()
     half = data.Recording("sample-half", sample.waveform[:, :240000], None, None, "pyannote-sample", "test")
     recs = [sample, half]
     seq = parallel.run_sequential(recs, threads=1, embedding="campplus")
-    for run in (parallel.run_processes, parallel.run_dask):
+    for run in (parallel.run_threads, parallel.run_processes, parallel.run_dask):
         out = run(recs, workers=2, threads=1, embedding="campplus")
         assert [r["turns"] for r in out["results"]] == [r["turns"] for r in seq["results"]], run.__name__
 

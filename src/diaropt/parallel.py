@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 _LOCAL = threading.local()
+_BUILD = threading.Lock()  # building a pipeline exports ONNX models: torch's exporter state is global
 
 
 def _peak_rss_mib() -> float:
@@ -43,7 +44,8 @@ def worker_setup(variant: str = "optimized", embedding: str = "auto", threads: i
     key = (variant, embedding, threads)
     if getattr(_LOCAL, "key", None) != key:
         kwargs = {"threads": threads} if variant == "optimized" else {}
-        _LOCAL.variant, _LOCAL.key = get_variant(variant, embedding=embedding, **kwargs), key
+        with _BUILD:
+            _LOCAL.variant, _LOCAL.key = get_variant(variant, embedding=embedding, **kwargs), key
     return os.getpid()
 
 
@@ -63,6 +65,7 @@ def _ready_barrier(seconds: float = 0.5) -> int:
 
 
 def run_sequential(recs, threads: int = 2, **kw) -> dict:
+    """This process, one file after another: the baseline every mode is compared with."""
     worker_setup(threads=threads, **kw)
     diarize_one(recs[0], threads=threads, **kw)  # warm-up
     t0 = time.perf_counter()
@@ -72,33 +75,38 @@ def run_sequential(recs, threads: int = 2, **kw) -> dict:
 
 def run_threads(recs, workers: int, threads: int = 1, **kw) -> dict:
     """A thread pool in this process; one pipeline per thread (pyannote pipelines hold state)."""
+    variant, embedding = kw.get("variant", "optimized"), kw.get("embedding", "auto")
+
+    def task(rec):
+        return diarize_one(rec, variant=variant, embedding=embedding, threads=threads)
+
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(workers, initializer=worker_setup, initargs=(kw.get("variant", "optimized"),
-                                                                       kw.get("embedding", "auto"), threads)) as pool:
-        list(pool.map(lambda r: diarize_one(r, threads=threads, **kw), recs[:workers]))  # warm every thread
+    with ThreadPoolExecutor(workers, initializer=worker_setup, initargs=(variant, embedding, threads)) as pool:
+        list(pool.map(task, recs[:workers]))  # warm every thread
         startup = time.perf_counter() - t0
         t1 = time.perf_counter()
-        out = list(pool.map(lambda r: diarize_one(r, threads=threads, **kw), recs))
+        out = list(pool.map(task, recs))
         wall = time.perf_counter() - t1
     return {"wall": wall, "results": out, "startup": startup}
 
 
 def run_processes(recs, workers: int, threads: int = 1, **kw) -> dict:
     """A spawn-started process pool (fork after torch/OpenMP initialisation can deadlock)."""
+    import functools
     import multiprocessing as mp
 
+    variant, embedding = kw.get("variant", "optimized"), kw.get("embedding", "auto")
+    task = functools.partial(diarize_one, variant=variant, embedding=embedding, threads=threads)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=worker_setup,
-                             initargs=(kw.get("variant", "optimized"), kw.get("embedding", "auto"), threads)) as pool:
+                             initargs=(variant, embedding, threads)) as pool:
         pids = set()
         while len(pids) < workers:  # every worker started and built its pipeline
             pids |= set(pool.map(_ready_barrier, [0.2] * workers))
-        list(pool.map(diarize_one, recs[:workers], *zip(*[(kw.get("variant", "optimized"), kw.get("embedding", "auto"),
-                                                             threads)] * workers)))  # warm-up runs
+        list(pool.map(task, recs[:workers]))  # warm-up runs
         startup = time.perf_counter() - t0
         t1 = time.perf_counter()
-        args = [(kw.get("variant", "optimized"), kw.get("embedding", "auto"), threads)] * len(recs)
-        out = list(pool.map(diarize_one, recs, *zip(*args)))
+        out = list(pool.map(task, recs))
         wall = time.perf_counter() - t1
     return {"wall": wall, "results": out, "startup": startup}
 
