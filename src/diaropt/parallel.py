@@ -64,6 +64,15 @@ def _ready_barrier(seconds: float = 0.5) -> int:
     return os.getpid()
 
 
+def _timed(t0: float, map_fn, recs, workers: int) -> dict:
+    """Warm every worker on one file each, then time ``map_fn`` over all recordings."""
+    map_fn(recs[:workers])
+    startup = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    out = map_fn(recs)
+    return {"wall": time.perf_counter() - t1, "results": out, "startup": startup}
+
+
 def run_sequential(recs, threads: int = 2, **kw) -> dict:
     """This process, one file after another: the baseline every mode is compared with."""
     worker_setup(threads=threads, **kw)
@@ -82,12 +91,7 @@ def run_threads(recs, workers: int, threads: int = 1, **kw) -> dict:
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers, initializer=worker_setup, initargs=(variant, embedding, threads)) as pool:
-        list(pool.map(task, recs[:workers]))  # warm every thread
-        startup = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        out = list(pool.map(task, recs))
-        wall = time.perf_counter() - t1
-    return {"wall": wall, "results": out, "startup": startup}
+        return _timed(t0, lambda rs: list(pool.map(task, rs)), recs, workers)
 
 
 def run_processes(recs, workers: int, threads: int = 1, **kw) -> dict:
@@ -103,12 +107,7 @@ def run_processes(recs, workers: int, threads: int = 1, **kw) -> dict:
         pids = set()
         while len(pids) < workers:  # every worker started and built its pipeline
             pids |= set(pool.map(_ready_barrier, [0.2] * workers))
-        list(pool.map(task, recs[:workers]))  # warm-up runs
-        startup = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        out = list(pool.map(task, recs))
-        wall = time.perf_counter() - t1
-    return {"wall": wall, "results": out, "startup": startup}
+        return _timed(t0, lambda rs: list(pool.map(task, rs)), recs, workers)
 
 
 def run_dask(recs, workers: int, threads: int = 1, **kw) -> dict:
@@ -120,14 +119,8 @@ def run_dask(recs, workers: int, threads: int = 1, **kw) -> dict:
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
         client.run(worker_setup, variant, embedding, threads)
-        futures = client.map(diarize_one, recs[:workers], variant=variant, embedding=embedding, threads=threads, pure=False)
-        client.gather(futures)  # warm-up runs
-        startup = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        futures = client.map(diarize_one, recs, variant=variant, embedding=embedding, threads=threads, pure=False)
-        out = client.gather(futures)
-        wall = time.perf_counter() - t1
-    return {"wall": wall, "results": out, "startup": startup}
+        return _timed(t0, lambda rs: client.gather(client.map(diarize_one, rs, variant=variant, embedding=embedding,
+                                                             threads=threads, pure=False)), recs, workers)
 
 
 # ---- the guide's snippet ---------------------------------------------------------------------
