@@ -436,6 +436,7 @@ def write_online(embedding: str, tuned: dict, config=None) -> None:
     import yaml
 
     from .pipeline import CONFIG
+    from .tuning import write_config
 
     path = Path(config or CONFIG)
     cfg = yaml.safe_load(path.read_text())
@@ -443,8 +444,7 @@ def write_online(embedding: str, tuned: dict, config=None) -> None:
                                 "tuned": {"strict_der_on_tune_split": tuned["strict_der_on_tune_split"],
                                           "files": tuned["files"], "profile": tuned["profile"],
                                           "date": datetime.date.today().isoformat()}}
-    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
-    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    write_config(cfg, path)
 
 
 # ---- the benchmark variant -------------------------------------------------------------------

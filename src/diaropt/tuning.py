@@ -43,5 +43,10 @@ def write_tuned(embedding: str, tuned: dict, config: Path = CONFIG) -> None:
     block["tuned"] = {"strict_der_on_tune_split": round(tuned["loss"], 4), "n_iterations": tuned["n_iterations"],
                       "profile": tuned["profile"], "seed": tuned["seed"], "files": len(tuned["files"]),
                       "date": datetime.date.today().isoformat()}
+    write_config(cfg, config)
+
+
+def write_config(cfg: dict, config: Path = CONFIG) -> None:
+    """Rewrite the committed config, keeping its comment header."""
     header = "".join(line for line in Path(config).read_text().splitlines(keepends=True) if line.startswith("#"))
     Path(config).write_text(header + yaml.safe_dump(cfg, sort_keys=False))
