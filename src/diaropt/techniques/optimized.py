@@ -45,9 +45,11 @@ class TrunkFrames(nn.Module):
 
 
 def ort_segmentation(segmentation, folder: Path, threads: int | None = None) -> OrtModule:
-    """segmentation-3.0 (SincNet baked) as an ONNX Runtime session with pyannote's I/O."""
+    """segmentation-3.0 (SincNet baked; or a ``PlainSegmentation``, e.g. pruned) as an ONNX
+    Runtime session with pyannote's I/O."""
     x = torch.zeros(2, 1, BLOCK_SAMPLES)
-    path = export_onnx(PlainSegmentation(segmentation), (x,), ["waveforms"], "log_probs", folder / "segmentation.onnx")
+    plain = segmentation if isinstance(segmentation, PlainSegmentation) else PlainSegmentation(segmentation)
+    path = export_onnx(plain, (x,), ["waveforms"], "log_probs", folder / "segmentation.onnx")
     return OrtModule(path, ["waveforms"], threads)
 
 
@@ -59,24 +61,38 @@ def ort_trunk(campplus_embedding, folder: Path, threads: int | None = None) -> O
 
 
 def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
-                             runtime: str = OPTIMIZED["runtime"], params=None, threads: int | None = None):
+                             runtime: str = OPTIMIZED["runtime"], params=None, threads: int | None = None,
+                             segmentation_model=None, embedding_model=None):
     """Block-trunk pipeline with a coarser step; ONNX Runtime for both networks if asked
-    (``threads``: ONNX Runtime intra-op threads; default: one per physical core)."""
+    (``threads``: ONNX Runtime intra-op threads; default: one per physical core).
+
+    ``segmentation_model`` (a ``PlainSegmentation``) and ``embedding_model`` (a
+    ``CAMPPlusEmbedding``) replace the real networks, e.g. by pruned copies; clustering keeps
+    the configured parameters."""
     if runtime not in ("onnxruntime", "torch"):
         raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
     from ..models import load_segmentation
 
     folder = Path(tempfile.mkdtemp(prefix="diaropt-onnx-"))
-    seg_forward = ort_segmentation(load_segmentation(), folder, threads) if runtime == "onnxruntime" else None
+    if runtime == "onnxruntime":
+        seg = segmentation_model if segmentation_model is not None else load_segmentation()
+        seg_forward = ort_segmentation(seg, folder, threads)
+    else:
+        seg_forward = segmentation_model.forward if segmentation_model is not None else None
     # segmentation_forward goes to a copy of the model: other pipelines in the process keep theirs
     pipe = build_shared_trunk_pipeline(embedding, chunk_batch=1, params=params, segmentation_step=segmentation_step,
                                        segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
                                        segmentation_forward=seg_forward, cls=BlockTrunkDiarization)
     pipe.runtime = "torch"
+    model = embedding_model if embedding_model is not None else pipe._embedding.model_
+    if embedding_model is not None:
+        if not hasattr(model, "campplus") or pipe.embedding_choice.name != "campplus":
+            raise ValueError("embedding_model replaces CAM++ only (the pipeline's embedding must be campplus)")
+        frames_of = (lambda w: model.campplus.frame_features(model.compute_fbank(w)))
+        pipe.set_trunk(frames_fn=frames_of, pool_fn=model.campplus.pool_and_embed)
     if runtime == "onnxruntime":
-        model = pipe._embedding.model_
         if hasattr(model, "campplus"):
-            pipe.set_trunk(frames_fn=ort_trunk(model, folder, threads))
+            pipe.set_trunk(frames_fn=ort_trunk(model, folder, threads), pool_fn=model.campplus.pool_and_embed)
             pipe.runtime = "onnxruntime (segmentation + embedding trunk)"
         else:
             pipe.runtime = "onnxruntime (segmentation); torch (embedding trunk: no ONNX export wired for it)"

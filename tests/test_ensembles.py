@@ -1,0 +1,100 @@
+"""Ensembles (technique 10): the guide's snippet fails, the fix mixes probabilities, score
+fusion is exactly a weighted mean of cosines, and GE2E loads only its real weights."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from diaropt import data, models
+from diaropt.errors import ModelError
+from diaropt.techniques import ensembles as en
+
+
+class Const(nn.Module):
+    def __init__(self, logp):
+        super().__init__()
+        self.logp = logp
+
+    def forward(self, x):
+        return self.logp.expand(len(x), -1)
+
+
+def test_guide_snippet_raises_attribute_error():
+    m = en.GuideEnsembleDiarizationModel([nn.Identity(), nn.Identity()])
+    with pytest.raises(AttributeError, match="ensemble_weights"):
+        m(torch.zeros(1, 3))
+
+
+def test_weighted_ensemble_averages_probabilities():
+    p1, p2 = torch.tensor([[0.7, 0.2, 0.1]]), torch.tensor([[0.1, 0.1, 0.8]])
+    ens = en.WeightedEnsemble([Const(p1.log()), Const(p2.log())])
+    out = ens(torch.zeros(1, 1)).exp()
+    torch.testing.assert_close(out, (p1 + p2) / 2)
+    torch.testing.assert_close(out.sum(-1), torch.ones(1))
+
+
+def test_shifted_input_shifts_and_pads():
+    m = en.ShiftedInput(nn.Identity(), 2)
+    x = torch.arange(6.0).reshape(1, 1, 6)
+    assert m(x).tolist() == [[[2.0, 3.0, 4.0, 5.0, 0.0, 0.0]]]
+    torch.testing.assert_close(en.ShiftedInput(nn.Identity(), 0)(x), x)
+
+
+def test_fused_cosine_is_weighted_mean_of_cosines():
+    rng = np.random.default_rng(0)
+    a1, b1 = rng.normal(size=(2, 192))
+    a2, b2 = rng.normal(size=(2, 256))
+    w = [0.3, 0.7]
+    fa = en.fuse_embeddings([a1[None], a2[None]], w)[0]
+    fb = en.fuse_embeddings([b1[None], b2[None]], w)[0]
+    cos = lambda u, v: float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))  # noqa: E731
+    assert cos(fa, fb) == pytest.approx(w[0] * cos(a1, b1) + w[1] * cos(a2, b2), abs=1e-6)
+    with pytest.raises(ValueError):
+        en.fuse_embeddings([a1[None], a2[None]], [0.5, 0.6])
+    nan = en.fuse_embeddings([np.full((1, 192), np.nan), a2[None]], w)
+    assert np.isnan(nan).any()
+
+
+def test_ge2e_partials():
+    g = en.GE2EChunkEmbedding.__new__(en.GE2EChunkEmbedding)
+    g.min_frames = 40
+    mel = np.arange(1001 * 2, dtype=np.float32).reshape(1001, 2)
+    mask = np.zeros(589)
+    assert g.partials(mel, mask) == []
+    mask[:100] = 1  # ~170 mel frames active
+    parts = g.partials(mel, mask)
+    assert [len(p) for p in parts] == [160]  # remainder of ~10 frames is dropped
+    mask[:] = 1
+    parts = g.partials(mel, mask)
+    assert all(len(p) == 160 for p in parts) and len(parts) == 7  # 6 full + the remainder as a full partial
+    assert parts[-1][-1, 0] == mel[-1, 0]
+
+
+def test_ge2e_loads_real_weights_and_embeds_a_speaker(provisioned):
+    enc = models.load_ge2e()
+    g = en.GE2EChunkEmbedding(enc)
+    w = data.pyannote_sample().waveform[:, :160000][None]
+    masks = torch.zeros(1, 3, 589)
+    masks[0, 0] = 1
+    out = g(w, masks)
+    assert out.shape == (1, 3, 256)
+    assert torch.linalg.norm(out[0, 0]).item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.isnan(out[0, 1]).all()  # no active frame: no embedding
+    # the same speech through Resemblyzer's own whole-utterance path agrees closely
+    ref = enc.embed_utterance(w[0, 0].numpy())
+    assert float(out[0, 0] @ torch.from_numpy(ref)) > 0.9
+
+
+def test_ge2e_tampered_weights_are_refused(monkeypatch, tmp_path):
+    bad = tmp_path / "resemblyzer"
+    bad.mkdir()
+    (bad / "__init__.py").write_text("")
+    (bad / "pretrained.pt").write_bytes(b"not the weights")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, "resemblyzer", raising=False)
+    importlib.invalidate_caches()
+    with pytest.raises(ModelError, match="sha256"):
+        models.ge2e_weights()

@@ -1,0 +1,108 @@
+"""Pruning (technique 4): the guide's snippet only zeroes; structural pruning really shrinks,
+and the LSTM surgery computes exactly what the zeroed selection computes."""
+import copy
+
+import pytest
+import torch
+
+from diaropt import data, models
+from diaropt.plain import PlainSegmentation
+from diaropt.techniques import pruning as pr
+
+
+@pytest.fixture(scope="module")
+def seg(provisioned):
+    return PlainSegmentation(models.load_segmentation())
+
+
+@pytest.fixture(scope="module")
+def windows():
+    return data.pyannote_sample().waveform[:, :320000].reshape(2, 1, 160000)
+
+
+def test_guide_snippet_fails_as_written_and_only_zeroes_when_fixed(seg):
+    with pytest.raises(NameError, match="nn"):
+        pr.run_guide_snippet(copy.deepcopy(seg), fix_import=False)
+    pruned = pr.guide_prune_model(copy.deepcopy(seg), 0.3)
+    assert pr.parameter_count(pruned) == pr.parameter_count(seg)
+    shapes = lambda m: {n: p.shape for n, p in m.named_parameters()}  # noqa: E731
+    assert shapes(pruned) == shapes(seg)
+    # 30 % of the classifier's 7 rows (2 of them) are zero; the LSTM is untouched
+    assert int((pruned.classifier.weight.abs().sum(1) == 0).sum()) == 2
+    assert torch.equal(pruned.lstm.weight_hh_l0, seg.lstm.weight_hh_l0)
+    sizes, sizes0 = pr.sizes_mb(pruned), pr.sizes_mb(seg)
+    assert sizes["stored (MB)"] == pytest.approx(sizes0["stored (MB)"], rel=1e-3)
+    assert sizes["xz-compressed (MB)"] < sizes0["xz-compressed (MB)"]
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.6])
+def test_lstm_surgery_equals_zeroed_units(seg, windows, ratio):
+    keep = pr.segmentation_keep(seg, ratio)
+    small, zeroed = pr.prune_segmentation(seg, keep), pr.zero_segmentation(seg, keep)
+    assert small.lstm.hidden_size == pr.n_keep(128, ratio)
+    with torch.no_grad():
+        a, b, ref = small(windows), zeroed(windows), seg(windows)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    if ratio == 0.0:
+        torch.testing.assert_close(a, ref, atol=1e-5, rtol=0)
+        assert pr.parameter_count(small) == pr.parameter_count(seg)
+    else:
+        assert (a - ref).abs().max() > 1e-3  # pruning changed something
+        assert pr.parameter_count(small) < (1 - ratio) * pr.parameter_count(seg)
+
+
+def test_surgery_keeps_the_strongest_units(seg):
+    keep = pr.segmentation_keep(seg, 0.5)
+    w = torch.cat([seg.lstm.weight_ih_l1, seg.lstm.weight_hh_l1], 1).reshape(4, 128, -1).pow(2).sum((0, 2))
+    kept = set(keep["lstm"][1][0].tolist())
+    dropped = [u for u in range(128) if u not in kept]
+    assert min(w[sorted(kept)]) >= max(w[dropped])
+
+
+def test_bad_ratio_is_refused(seg):
+    with pytest.raises(ValueError):
+        pr.segmentation_keep(seg, 1.0)
+
+
+def test_campplus_structural_pruning_shrinks_and_keeps_interface(provisioned):
+    emb = models.load_campplus()
+    small = pr.prune_campplus(emb, 0.3)
+    assert pr.parameter_count(small) < 0.6 * pr.parameter_count(emb)
+    w = data.pyannote_sample().waveform[:, :48000][None]
+    with torch.no_grad():
+        out = small(w, torch.ones(1, 2, 100))
+    assert out.shape == (1, 2, 192) and torch.isfinite(out).all()
+    assert pr.parameter_count(pr.prune_campplus(emb, 0.0)) == pr.parameter_count(emb)
+
+
+def test_distillation_reduces_the_loss(seg, windows):
+    student = pr.prune_segmentation(seg, pr.segmentation_keep(seg, 0.5))
+    with torch.no_grad():
+        target = seg(windows)
+        before = float(pr.powerset_kl(student(windows), target))
+    h = pr.distill(student, target, windows, pr.powerset_kl, steps=8, batch=2, lr=3e-3)
+    with torch.no_grad():
+        after = float(pr.powerset_kl(student(windows), target))
+    assert after < 0.8 * before
+    assert len(h["losses"]) == 8
+    assert all(not p.requires_grad for p in student.parameters())
+
+
+@pytest.mark.slow
+def test_optimized_pipeline_uses_the_given_models(seg):
+    """Replacement models reach the pipeline: the same weights give the same output, other
+    weights another one (so a pruned model's DER is really the pruned model's)."""
+    from diaropt.pipeline import run_pyannote
+    from diaropt.techniques.optimized import build_optimized_pipeline
+
+    rec = data.pyannote_sample()
+    emb = models.load_campplus()
+
+    def run(**kw):
+        pipe = build_optimized_pipeline("campplus", runtime="torch", **kw)
+        return run_pyannote(pipe, rec)[0]
+
+    default = run()
+    assert run(segmentation_model=seg, embedding_model=emb) == default
+    silent = pr.zero_segmentation(seg, pr.segmentation_keep(seg, 0.9))
+    assert run(segmentation_model=silent) != default
