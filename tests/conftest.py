@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture(scope="session")
 def provisioned():
     """The verified model cache (provisioned by `make test` before pytest runs)."""
-    from diaropt import models
+    from diaropt.core import models
 
     return models.provision()
 

@@ -3,8 +3,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from diaropt.audio import ClippingWarning, load_audio, validate_waveform
-from diaropt.errors import AudioError
+from diaropt.core.audio import ClippingWarning, load_audio, validate_waveform
+from diaropt.core.errors import AudioError
 
 SR = 16000
 

@@ -2,12 +2,11 @@
 import functools
 import http.server
 import threading
-from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 import pytest
 
-from diaropt.data import REPO_ROOT
+from diaropt.core.constants import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 HTML = REPO_ROOT / "_build" / "html"

@@ -1,7 +1,7 @@
 """The notebook runner: order from _toc.yml, and a failing cell stops with a clear error."""
 import nbformat
 
-from diaropt import book
+from diaropt.book import runner as book
 
 
 def test_toc_lists_every_chapter_in_order():

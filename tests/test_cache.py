@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from diaropt.cache import CachedModel, ContentCache, cache_key, model_fingerprint
+from diaropt.techniques.caching import CachedModel, ContentCache, cache_key, model_fingerprint
 
 
 class Counting(torch.nn.Module):
@@ -93,9 +93,10 @@ def test_fingerprint_is_stable_and_sensitive():
 
 @pytest.mark.slow
 def test_cached_pipeline_output_equals_uncached_and_reruns_fully_hit(provisioned):
-    from diaropt import data
-    from diaropt.pipeline import run_pyannote
-    from diaropt.techniques import caching, optimized
+    from diaropt.core import data
+    from diaropt.pipelines import optimized
+    from diaropt.pipelines.reference import run_pyannote
+    from diaropt.techniques import caching
 
     rec = data.pyannote_sample()
     cache = ContentCache()

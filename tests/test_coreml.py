@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from diaropt import coreml, data, models, plain
-from diaropt.campplus import kaldi_fbank
-from diaropt.fbank import ConvFbank
-from diaropt.techniques.fusion import fold_campplus_batchnorm
+from diaropt.core import data, models
+from diaropt.core.campplus import kaldi_fbank
+from diaropt.portable import coreml, plain
+from diaropt.portable.fbank import ConvFbank
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_conv_fbank_matches_kaldi(window):
 
 def test_integrated_embedding_equals_pyannote_masked_pooling(provisioned, window):
     emb = models.load_campplus()
-    integrated = coreml.IntegratedEmbedding(models.load_campplus())
+    integrated = plain.CAMPPlusModule(models.load_campplus(), front="conv", output="speaker-embeddings")
     torch.manual_seed(0)
     masks = (torch.rand(1, 3, 589) > 0.4).float()
     with torch.inference_mode():

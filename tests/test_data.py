@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from pyannote.core import Segment
 
-from diaropt import data
-from diaropt.data import ConversationRecipe, simulate_conversation, speech_regions
+from diaropt.core import data
+from diaropt.core.data import ConversationRecipe, simulate_conversation, speech_regions
 
 SR = 16000
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from diaropt import data, models
-from diaropt.errors import ModelError
+from diaropt.core import data, models
+from diaropt.core.errors import ModelError
 from diaropt.techniques import ensembles as en
 
 

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from diaropt import data, metrics, models, pipeline
-from diaropt.campplus import CAMPPlus
-from diaropt.plain import PlainSegmentation
+from diaropt.core import data, metrics, models
+from diaropt.core.campplus import CAMPPlus
+from diaropt.pipelines import reference as pipeline
+from diaropt.pipelines.trunks import build_shared_trunk_pipeline
+from diaropt.portable.plain import PlainSegmentation
 from diaropt.techniques import fusion
-from diaropt.techniques.shared_trunk import build_shared_trunk_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import pytest
 from pyannote.core import Annotation, Segment, Timeline
 
-from diaropt.metrics import DERAccumulator, der
+from diaropt.core.metrics import DERAccumulator, der
 
 
 def ann(*turns):

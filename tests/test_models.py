@@ -5,8 +5,8 @@ import zipfile
 import pytest
 import torch
 
-from diaropt import models
-from diaropt.errors import ModelError
+from diaropt.core import models
+from diaropt.core.errors import ModelError
 
 
 @pytest.fixture

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from diaropt import data, metrics, models
-from diaropt.pipeline import get_variant
-from diaropt.plain import PlainSegmentation
-from diaropt.techniques import block_trunk, optimized
-from diaropt.techniques.shared_trunk import trunk_and_pool
+from diaropt.core import data, metrics, models
+from diaropt.pipelines import trunks as block_trunk
+from diaropt.pipelines.registry import get_variant
+from diaropt.pipelines.trunks import trunk_and_pool
+from diaropt.portable import onnx, plain
+from diaropt.portable.plain import PlainSegmentation
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,9 @@ def test_onnx_runtime_models_match_torch(emb, sample, tmp_path):
     x = sample.waveform[:, :160000][None]
     with torch.inference_mode():
         ref_seg = PlainSegmentation(seg)(x)
-        ref_frames = optimized.TrunkFrames(emb)(x)
-    ort_seg = optimized.ort_segmentation(seg, tmp_path)(x)
-    ort_frames = optimized.ort_trunk(emb, tmp_path)(x)
+        ref_frames = plain.CAMPPlusModule(emb, front="conv", output="frames")(x)
+    ort_seg = onnx.ort_segmentation(seg, tmp_path)(x)
+    ort_frames = onnx.ort_trunk(emb, tmp_path)(x)
     assert torch.equal(ort_seg.argmax(-1), ref_seg.argmax(-1))
     assert (ort_seg - ref_seg).abs().max() < 1e-3
     cos = torch.nn.functional.cosine_similarity(ort_frames.flatten(), ref_frames.flatten(), dim=0)

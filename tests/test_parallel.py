@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from diaropt import parallel
+from diaropt.techniques import parallel
 
 
 async def _slow_double(x):
@@ -42,7 +42,7 @@ def test_fixed_process_batch_respects_the_concurrency_limit():
 
 @pytest.mark.slow
 def test_threads_processes_and_dask_reproduce_the_sequential_output(provisioned):
-    from diaropt import data
+    from diaropt.core import data
 
     sample = data.pyannote_sample()
     half = data.Recording("sample-half", sample.waveform[:, :240000], None, None, "pyannote-sample", "test")

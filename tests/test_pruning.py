@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from diaropt import data, models
-from diaropt.plain import PlainSegmentation
+from diaropt.core import data, models
+from diaropt.portable.plain import PlainSegmentation
 from diaropt.techniques import pruning as pr
 
 
@@ -92,8 +92,8 @@ def test_distillation_reduces_the_loss(seg, windows):
 def test_optimized_pipeline_uses_the_given_models(seg):
     """Replacement models reach the pipeline: the same weights give the same output, other
     weights another one (so a pruned model's DER is really the pruned model's)."""
-    from diaropt.pipeline import run_pyannote
-    from diaropt.techniques.optimized import build_optimized_pipeline
+    from diaropt.pipelines.optimized import build_optimized_pipeline
+    from diaropt.pipelines.reference import run_pyannote
 
     rec = data.pyannote_sample()
     emb = models.load_campplus()

@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from diaropt.bench import summarize, time_call
-from diaropt.results import der_verdict, load_json, save_json, speed_verdict
+from diaropt.book.results import load_json, save_json
+from diaropt.book.verdicts import der_verdict, speed_verdict
+from diaropt.measure.timing import summarize, time_call
 
 
 @pytest.mark.parametrize("measured, low, expected", [(1.5, 1.5, "confirmed"), (1.44, 1.5, "confirmed"),

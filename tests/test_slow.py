@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from diaropt import data, models
-from diaropt.verification import verification_eer
+from diaropt.core import data, models
+from diaropt.measure.verification import verification_eer
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,8 @@ def test_campplus_verification_eer_is_low(provisioned):
 
 
 def test_reference_pipeline_on_sample(provisioned):
-    from diaropt.metrics import der
-    from diaropt.pipeline import get_variant
+    from diaropt.core.metrics import der
+    from diaropt.pipelines.registry import get_variant
 
     rec = data.pyannote_sample()
     v = get_variant("reference", embedding="campplus")
@@ -54,7 +54,7 @@ def test_cli_errors_are_clean(tmp_path):
 
 
 def test_cli_diarizes_a_user_file_with_the_optimized_variant(provisioned, tmp_path):
-    from diaropt.data import pyannote_sample, write_recording
+    from diaropt.core.data import pyannote_sample, write_recording
 
     wav, _ = write_recording(pyannote_sample(), tmp_path)
     out = tmp_path / "out.rttm"
@@ -71,7 +71,7 @@ def test_cli_benchmarks_the_streaming_variant_with_params(provisioned, tmp_path)
     subprocess.run([sys.executable, "-m", "diaropt", "benchmark", "--variant", "streaming", "--smoke",
                     "--param", "step=2", "--param", "latency=4", "--output", str(out)], check=True,
                    capture_output=True, text=True)
-    from diaropt.streaming import online_params
+    from diaropt.core.config import online_params
 
     res = json.loads(out.read_text())
     frozen = online_params("campplus")["threshold"]

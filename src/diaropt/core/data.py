@@ -22,10 +22,9 @@ import soundfile as sf
 import torch
 from pyannote.core import Annotation, Segment, Timeline
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import load_audio
+from .constants import REPO_ROOT, SAMPLE_RATE, WINDOW_SAMPLES
 from .errors import DataError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
@@ -37,7 +36,7 @@ def data_dir() -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def manifest() -> dict[str, dict]:
     """{relative path: {sha256, seconds, speaker}} from MANIFEST.tsv."""
     rows = {}
@@ -48,7 +47,7 @@ def manifest() -> dict[str, dict]:
     return rows
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def verified_path(rel: str) -> Path:
     """Absolute path of a manifest file after checking its sha256 (once per process)."""
     entry = manifest().get(rel)
@@ -131,7 +130,7 @@ def pyannote_sample() -> Recording:
 # single-speaker utterances
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def speakers_with_utterances(min_utterances: int = 10) -> dict[str, list[str]]:
     """{speaker: [relative paths]} for speakers with at least ``min_utterances`` files."""
     by_spk: dict[str, list[str]] = {}
@@ -328,13 +327,13 @@ def _overlap(ann: Annotation) -> float:
 
 
 def real_windows(recs: list[Recording], step: float = 5.0, limit: int | None = None) -> torch.Tensor:
-    """10 s windows (N, 1, 160000) cut from recordings every ``step`` seconds (zero-padded)."""
+    """10 s windows (N, 1, WINDOW_SAMPLES) cut from recordings every ``step`` seconds (zero-padded)."""
     out = []
     for rec in recs:
         x = rec.waveform[0]
-        for start in range(0, max(1, x.shape[-1] - 160000 + 1), int(step * SAMPLE_RATE)):
-            w = x[start: start + 160000]
-            out.append(torch.nn.functional.pad(w, (0, 160000 - w.shape[-1])))
+        for start in range(0, max(1, x.shape[-1] - WINDOW_SAMPLES + 1), int(step * SAMPLE_RATE)):
+            w = x[start: start + WINDOW_SAMPLES]
+            out.append(torch.nn.functional.pad(w, (0, WINDOW_SAMPLES - w.shape[-1])))
             if limit and len(out) >= limit:
                 return torch.stack(out)[:, None]
     return torch.stack(out)[:, None]

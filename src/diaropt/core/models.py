@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from pyannote.audio import Model
 
-from .campplus import SAMPLE_RATE, CAMPPlus, kaldi_fbank
+from .campplus import CAMPPlus, kaldi_fbank
+from .constants import SAMPLE_RATE
 from .errors import ModelError
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,11 @@ import statistics
 import torch
 from tqdm.auto import tqdm
 
-from .bench import PeakRSS, environment
-from .data import benchmark_set
-from .metrics import DERAccumulator
-from .pipeline import Variant, get_variant
-
-STAGES = ("segmentation", "counting", "embedding", "clustering", "total")
+from ..core.data import benchmark_set
+from ..pipelines.registry import STAGES, Variant, get_variant
+from .environment import environment
+from .memory import PeakRSS
+from .scoring import score
 
 
 def run_benchmark(variant="reference", *, profile: str = "full", split: str = "test",
@@ -28,37 +27,26 @@ def run_benchmark(variant="reference", *, profile: str = "full", split: str = "t
     v = variant if isinstance(variant, Variant) else get_variant(variant, **variant_kwargs)
     recs = recordings if recordings is not None else benchmark_set(split, profile)
     v.run(recs[0])  # warm-up: lazy initialisation, allocator, caches of the first call
-    acc = DERAccumulator()
-    files = []
+    hyps, timings = [], []
     with PeakRSS() as mem:
         for rec in tqdm(recs, desc=f"benchmark {v.name}", disable=not progress):
             runs = [v.run(rec) for _ in range(repeats)]
-            hyp = runs[-1][0]
-            stages = {s: statistics.median(r[1][s] for r in runs) for s in STAGES}
-            row = acc.add(rec.uri, rec.reference, hyp, rec.uem)
-            row.update(source=rec.source, seconds=rec.duration, stages=stages,
-                       rtfx=rec.duration / stages["total"], speakers_ref=len(rec.reference.labels()),
-                       speakers_hyp=len(hyp.labels()), wall_samples=[r[1]["total"] for r in runs])
-            files.append(row)
+            hyps.append(runs[-1][0])
+            timings.append({"stages": {s: statistics.median(r[1][s] for r in runs) for s in STAGES},
+                            "wall_samples": [r[1]["total"] for r in runs]})
+    scored = score(recs, hyps)
+    files = scored["files"]
+    for row, rec, timing in zip(files, recs, timings):
+        row.update(stages=timing["stages"], rtfx=rec.duration / timing["stages"]["total"],
+                   wall_samples=timing["wall_samples"])
     audio = sum(f["seconds"] for f in files)
     stage_sums = {s: sum(f["stages"][s] for f in files) for s in STAGES}
-    totals = acc.totals() | {"audio_seconds": audio, "wall_seconds": stage_sums["total"],
-                             "rtfx": audio / stage_sums["total"], "stage_seconds": stage_sums,
-                             "peak_rss_mib": mem.peak_mib, "files": len(files)}
+    totals = scored["totals"] | {"audio_seconds": audio, "wall_seconds": stage_sums["total"],
+                                 "rtfx": audio / stage_sums["total"], "stage_seconds": stage_sums,
+                                 "peak_rss_mib": mem.peak_mib, "files": len(files)}
     return {"variant": v.name, "description": v.description, "models": v.models, "profile": profile,
             "split": split, "repeats": repeats, "created": datetime.datetime.now().isoformat(timespec="seconds"),
             "environment": environment(), "totals": totals, "files": files}
-
-
-def pipeline_totals(pipe, recordings, *, name: str, embedding_id: str, profile: str) -> dict:
-    """DER (both conventions), speed totals and mean speaker counts of a built pyannote pipeline."""
-    from .pipeline import run_pyannote
-
-    v = Variant(name, "", lambda rec: run_pyannote(pipe, rec), models={"embedding": embedding_id})
-    out = run_benchmark(v, recordings=recordings, profile=profile, progress=False)
-    files = out["files"]
-    return out["totals"] | {"speakers_hyp_mean": statistics.mean(f["speakers_hyp"] for f in files),
-                            "speakers_ref_mean": statistics.mean(f["speakers_ref"] for f in files)}
 
 
 def compare_rows(a: dict, b: dict) -> list[dict]:

@@ -19,12 +19,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from .constants import MIN_DURATION, SAMPLE_RATE
 from .errors import AudioError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-MIN_DURATION = 0.5  # seconds: below this no embedding or segmentation is meaningful
 CLIP_LEVEL = 0.999
 CLIP_FRACTION = 1e-3
 

@@ -1,4 +1,5 @@
-"""Technique 9: many files at once — threads, processes, or a Dask cluster.
+"""Chapter 08, parallel processing: many files at once, with threads, processes or a Dask
+cluster.
 
 Every mode runs the same worker task (``diarize_one``) with the same pipeline variant; each
 worker builds its pipeline once. ``threads`` is the number of compute threads *per worker*
@@ -12,33 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
-import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+from ..measure.memory import peak_rss_mib
+
 _LOCAL = threading.local()
 _BUILD = threading.Lock()  # building a pipeline exports ONNX models: torch's exporter state is global
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident set. Linux's ``ru_maxrss`` survives ``execve``, so a
-    spawned worker would report its parent's peak; ``VmHWM`` belongs to the current image."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
 
 
 def worker_setup(variant: str = "optimized", embedding: str = "auto", threads: int = 1) -> int:
     """Build this worker's (thread's) pipeline once; returns the process id."""
     import torch
 
-    from .pipeline import get_variant
+    from ..pipelines.registry import get_variant
 
     torch.set_num_threads(threads)
     key = (variant, embedding, threads)
@@ -56,7 +45,7 @@ def diarize_one(rec, variant: str = "optimized", embedding: str = "auto", thread
     hyp, _ = _LOCAL.variant.run(rec)
     seconds = time.perf_counter() - t0
     turns = [(round(s.start, 4), round(s.end, 4), label) for s, _, label in hyp.itertracks(yield_label=True)]
-    return {"uri": rec.uri, "turns": turns, "seconds": seconds, "pid": os.getpid(), "peak_rss_mib": _peak_rss_mib()}
+    return {"uri": rec.uri, "turns": turns, "seconds": seconds, "pid": os.getpid(), "peak_rss_mib": peak_rss_mib()}
 
 
 def _ready_barrier(seconds: float = 0.5) -> int:

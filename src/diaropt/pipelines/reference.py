@@ -1,34 +1,22 @@
-"""The reference diarization pipeline and the registry of variants.
+"""The reference diarization pipeline: pyannote.audio as it is.
 
 The reference is pyannote.audio 4.0.7's ``SpeakerDiarization`` with the real segmentation-3.0,
 the chosen embedding model (CAM++ or WeSpeaker ResNet34), 3.1-style agglomerative clustering
 and the frozen hyper-parameters of ``configs/reference.yaml``. It runs fully offline on
-in-memory waveforms.
-
-A *variant* is any callable ``Recording -> Annotation`` registered with ``@register``; each one
-reports its per-stage wall time. Chapters add variants; the CLI benchmarks any of them.
+in-memory waveforms; ``run_pyannote`` times each stage through pyannote's hooks. Every other
+pipeline in ``diaropt.pipelines`` is measured against it.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
 
-import yaml
 from pyannote.core import Annotation
 
-from .audio import as_pyannote_input
-from .data import REPO_ROOT, Recording
-from .models import EmbeddingChoice, choose_embedding, load_segmentation
-
-CONFIG = REPO_ROOT / "configs" / "reference.yaml"
-
-
-def reference_params(embedding: str, config: Path = CONFIG) -> dict:
-    """Frozen pipeline parameters for an embedding model (``campplus`` or ``resnet34``)."""
-    block = yaml.safe_load(Path(config).read_text())[embedding]
-    return {"segmentation": dict(block["segmentation"]), "clustering": dict(block["clustering"])}
+from ..core.audio import as_pyannote_input
+from ..core.config import reference_params
+from ..core.data import Recording
+from ..core.models import EmbeddingChoice, choose_embedding, load_segmentation
+from .registry import Variant
 
 
 def _unused_plda():
@@ -80,32 +68,6 @@ class StageClock:
                 "clustering": end - emb, "total": end - self.t0}
 
 
-@dataclass
-class Variant:
-    """A named pipeline: ``run(recording) -> (hypothesis, stage seconds)``."""
-
-    name: str
-    description: str
-    run: Callable[[Recording], tuple[Annotation, dict]]
-    models: dict = field(default_factory=dict)
-
-
-VARIANTS: dict[str, Callable[..., Variant]] = {}
-
-
-def register(name: str):
-    def deco(factory):
-        VARIANTS[name] = factory
-        return factory
-    return deco
-
-
-def get_variant(name: str, **kwargs) -> Variant:
-    if name not in VARIANTS:
-        raise KeyError(f"unknown variant {name!r}; known: {', '.join(sorted(VARIANTS))}")
-    return VARIANTS[name](**kwargs)
-
-
 def run_pyannote(pipe, rec: Recording) -> tuple[Annotation, dict]:
     clock = StageClock()
     out = pipe(as_pyannote_input(rec.waveform, rec.uri), hook=clock)
@@ -120,7 +82,6 @@ def models_record(choice: EmbeddingChoice) -> dict:
             "embedding_name": choice.name, "embedding_reason": choice.reason}
 
 
-@register("reference")
 def reference_variant(embedding: str = "auto") -> Variant:
     pipe = build_reference_pipeline(embedding)
     choice = pipe.embedding_choice
@@ -133,14 +94,6 @@ def reference_variant(embedding: str = "auto") -> Variant:
     )
 
 
-# Variants defined by technique modules register themselves on import.
-from .techniques import optimized, shared_trunk  # noqa: E402,F401
-
-
-@register("streaming")
-def streaming_variant(embedding: str = "auto", step: float | None = None, latency: float | None = None,
-                      threshold: float | None = None) -> Variant:
-    """The online diarizer (``diaropt.streaming``) fed in pieces of ``step`` seconds."""
-    from .streaming import build_streaming_variant
-
-    return build_streaming_variant(embedding, step, latency, threshold)
+def pipeline_variant(name: str, pipe, description: str = "") -> Variant:
+    """A built pyannote pipeline as a ``Variant`` (its embedding model recorded)."""
+    return Variant(name, description, lambda rec: run_pyannote(pipe, rec), models=models_record(pipe.embedding_choice))

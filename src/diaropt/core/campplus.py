@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
 from pyannote.audio.models.blocks.pooling import StatsPool
 
-SAMPLE_RATE = 16000
+from .constants import SAMPLE_RATE
+
 N_MELS = 80
 
 

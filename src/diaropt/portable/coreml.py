@@ -3,7 +3,9 @@
 coremltools converts and compresses on Linux but cannot run a model there (prediction is
 macOS-only), so on Linux this module measures what can be measured: size on disk, operations,
 conversion time, and the accuracy of *exactly the compressed weights coremltools wrote*,
-loaded back into the torch model (``compressed_weights_into_torch``).
+loaded back into the torch model (``compressed_weights_into_torch``). The embedding model is
+converted in FluidAudio's integrated form, ``plain.CAMPPlusModule(..., front="conv",
+output="speaker-embeddings")``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .fbank import ConvFbank
+from ..measure.cost import package_bytes
 
 FRAGILE_OPS = {"log", "softmax", "instance_norm", "batch_norm", "layer_norm", "reduce_mean", "reduce_sum",
                "sqrt", "rsqrt", "real_div", "pow", "square", "exp", "reduce_l2_norm"}
@@ -28,43 +30,6 @@ FRAGILE_OPS = {"log", "softmax", "instance_norm", "batch_norm", "layer_norm", "r
 def can_predict() -> bool:
     """CoreML prediction exists only on macOS."""
     return platform.system() == "Darwin"
-
-
-class IntegratedEmbedding(nn.Module):
-    """FluidAudio-style integrated embedding model, with one trunk per window.
-
-    waveform (B, 1, 160000), masks (B, S, 589) -> embeddings (B, S, D). The fbank is
-    ``ConvFbank``; masks are resampled to the trunk's frame rate by a fixed nearest-neighbour
-    selection matrix (what ``F.interpolate(mode="nearest")`` does) and pooled with pyannote's
-    weighted mean / unbiased std.
-    """
-
-    def __init__(self, campplus_embedding, num_samples: int = 160000, mask_frames: int = 589):
-        super().__init__()
-        self.fbank = ConvFbank()
-        self.campplus = campplus_embedding.campplus
-        with torch.no_grad():
-            t = self.campplus.frame_features(torch.zeros(1, 1 + (num_samples - 400) // 160, 80)).shape[-1]
-        idx = torch.floor(torch.arange(t) * (mask_frames / t)).long().clamp(max=mask_frames - 1)
-        self.register_buffer("select", nn.functional.one_hot(idx, mask_frames).float().T)  # (589, T)
-        self.eval()
-
-    def forward(self, waveform: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        frames = self.campplus.frame_features(self.fbank(waveform[:, 0]))  # (B, C, T)
-        w = torch.matmul(masks, self.select)  # (B, S, T)
-        v1 = w.sum(dim=-1, keepdim=True) + 1e-8  # (B, S, 1)
-        mean = torch.matmul(w, frames.transpose(1, 2)) / v1  # (B, S, C)
-        sq = torch.matmul(w, frames.transpose(1, 2).pow(2)) / v1
-        v2 = w.pow(2).sum(dim=-1, keepdim=True)
-        var = (sq - mean.pow(2)) * v1 / (v1 - v2 / v1 + 1e-8)
-        stats = torch.cat([mean, torch.sqrt(torch.clamp(var, min=0.0))], dim=-1)  # (B, S, 2C)
-        # the embedding layer (1x1 conv + affine-free BatchNorm) as shape-static matmuls
-        dense = self.campplus.dense
-        emb = nn.functional.linear(stats, dense.linear.weight.squeeze(-1), dense.linear.bias)
-        bn = dense.nonlinear.batchnorm
-        if isinstance(bn, nn.BatchNorm1d):
-            emb = (emb - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
-        return emb
 
 
 # ------------------------------------------------------------------------------------------
@@ -106,14 +71,15 @@ def convert(module: nn.Module, example: tuple, input_names: list[str], output_na
     return ml, time.perf_counter() - t0
 
 
+GROUPED_16 = {"granularity": "per_grouped_channel", "group_size": 16}
 COMPRESSIONS = {
     "int8 linear (per channel)": ("linear", {"mode": "linear_symmetric", "dtype": "int8", "granularity": "per_channel"}),
     "palettize 8-bit per tensor": ("palettize", {"mode": "kmeans", "nbits": 8, "granularity": "per_tensor"}),
     "palettize 6-bit per tensor": ("palettize", {"mode": "kmeans", "nbits": 6, "granularity": "per_tensor"}),
     "palettize 4-bit per tensor": ("palettize", {"mode": "kmeans", "nbits": 4, "granularity": "per_tensor"}),
-    "palettize 8-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 8, "granularity": "per_grouped_channel", "group_size": 16}),
-    "palettize 6-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 6, "granularity": "per_grouped_channel", "group_size": 16}),
-    "palettize 4-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 4, "granularity": "per_grouped_channel", "group_size": 16}),
+    "palettize 8-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 8, **GROUPED_16}),
+    "palettize 6-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 6, **GROUPED_16}),
+    "palettize 4-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 4, **GROUPED_16}),
 }
 
 
@@ -147,11 +113,6 @@ def save(mlmodel, path: Path) -> Path:
         shutil.rmtree(path)
     mlmodel.save(str(path))
     return path
-
-
-def package_bytes(path: Path) -> int:
-    path = Path(path)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def op_histogram(mlmodel) -> collections.Counter:

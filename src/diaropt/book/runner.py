@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import REPO_ROOT
+from ..core.constants import REPO_ROOT
 
 BUILD = REPO_ROOT / "_build"
 STAGE = BUILD / "book-src"
@@ -98,8 +97,8 @@ def execute(profile: str, notebooks: list[Path] | None = None, stage: Path | Non
 
 
 def write_status(status: dict) -> None:
-    from .bench import environment
-    from .models import model_inventory
+    from ..core.models import model_inventory
+    from ..measure.environment import environment
     from .results import save_result
 
     status["environment"] = environment()

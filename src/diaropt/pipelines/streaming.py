@@ -1,4 +1,5 @@
-"""Technique 7: online diarization with speaker labels that stay consistent over the stream.
+"""Online diarization (the streaming chapter) with speaker labels that stay consistent over
+the stream.
 
 Audio arrives in pieces of any size. Every ``step`` seconds the diarizer analyses the latest
 10 s window (zero-padded on the left while the stream is younger than 10 s):
@@ -29,10 +30,13 @@ import torch
 from pyannote.core import Annotation, Segment
 from scipy.optimize import linear_sum_assignment
 
-from .audio import SAMPLE_RATE, validate_waveform
-from .errors import DiaroptError
-
-WINDOW_SAMPLES = 160_000
+from ..core.audio import validate_waveform
+from ..core.config import online_params
+from ..core.constants import SAMPLE_RATE, WINDOW_SAMPLES
+from ..core.errors import DiaroptError
+from ..core.models import choose_embedding, load_segmentation
+from .reference import models_record
+from .registry import Variant
 
 
 class StreamError(DiaroptError):
@@ -63,8 +67,9 @@ class WindowAnalyzer:
     trunk of the embedding model (``techniques.shared_trunk.trunk_and_pool``)."""
 
     def __init__(self, segmentation, embedding_model=None, integrated=None, min_embed_seconds: float = 0.5):
-        from .techniques.fusion import powerset
-        from .techniques.shared_trunk import trunk_and_pool
+        from pyannote.audio.utils.powerset import Powerset
+
+        from .trunks import trunk_and_pool
 
         if integrated is None:
             if embedding_model is None:
@@ -75,7 +80,7 @@ class WindowAnalyzer:
                 return pool(frames_of(w), m)
         self.segmentation = segmentation.eval()
         self.integrated = integrated
-        self.powerset = powerset()
+        self.powerset = Powerset(3, 2)  # segmentation-3.0: 3 local speakers, at most 2 at once
         self.num_frames = segmentation.num_frames(WINDOW_SAMPLES)
         self.frame_step = segmentation.receptive_field.step
         self.frame_duration = segmentation.receptive_field.duration
@@ -255,7 +260,7 @@ class OnlineDiarizer:
         self.seconds = {"segmentation": 0.0, "embedding": 0.0, "clustering": 0.0}
 
     @classmethod
-    def from_models(cls, segmentation, embedding_model, integrated=None, **kwargs) -> "OnlineDiarizer":
+    def from_models(cls, segmentation, embedding_model, integrated=None, **kwargs) -> OnlineDiarizer:
         return cls(WindowAnalyzer(segmentation, embedding_model, integrated), **kwargs)
 
     @property
@@ -325,7 +330,7 @@ def pieces_of(waveform: torch.Tensor, seconds: float):
         yield waveform[:, i: i + size]
 
 
-# ---- measuring and tuning --------------------------------------------------------------------
+# ---- running a stream ------------------------------------------------------------------------
 
 @dataclass
 class StreamRun:
@@ -372,87 +377,11 @@ def replay(windows: list[WindowResult], *, threshold: float, latency: float, fra
     return hyp
 
 
-def online_params(embedding: str, config=None) -> dict:
-    """Frozen online settings (threshold, step, latency) for an embedding model."""
-    import yaml
-
-    from .pipeline import CONFIG
-
-    block = yaml.safe_load(open(config or CONFIG))[embedding]
-    if "online" not in block:
-        raise StreamError(f"configs/reference.yaml has no online block for {embedding}; "
-                          f"run `python -m diaropt tune --online --embedding {embedding}`")
-    return dict(block["online"])
-
-
-def record_windows(analyzer: WindowAnalyzer, recordings, step: float, progress: bool = True) -> dict:
-    """Live-stream each recording once and keep its window analyses: {uri: [WindowResult]}."""
-    from tqdm.auto import tqdm
-
-    out = {}
-    for rec in tqdm(recordings, desc=f"stream step={step}s", disable=not progress):
-        d = OnlineDiarizer(analyzer, step=step, latency=step, threshold=0.5, keep_history=False)
-        out[rec.uri] = run_stream(d, rec.waveform, step, rec.uri, record_windows=True).windows
-    return out
-
-
-def sweep(analyzer: WindowAnalyzer, recordings, windows: dict, thresholds, latencies) -> list[dict]:
-    """DER (both conventions) of every (threshold, latency) pair, by replaying recorded windows."""
-    from .metrics import DERAccumulator
-
-    rows = []
-    for thr in thresholds:
-        for lat in latencies:
-            acc = DERAccumulator()
-            for rec in recordings:
-                hyp = replay(windows[rec.uri], threshold=thr, latency=lat, frame_step=analyzer.frame_step,
-                             frame_duration=analyzer.frame_duration, uri=rec.uri)
-                acc.add(rec.uri, rec.reference, hyp, rec.uem)
-            rows.append({"threshold": thr, "latency": lat} | acc.totals())
-    return rows
-
-
-def tune_online_threshold(embedding: str = "campplus", step: float = 1.0, latency: float = 5.0,
-                          profile: str = "full", thresholds=None) -> dict:
-    """Grid-search the new-speaker threshold on the tune split (strict DER), by replay."""
-    from .data import benchmark_set
-    from .models import choose_embedding, load_segmentation
-
-    thresholds = list(thresholds if thresholds is not None else np.round(np.arange(0.20, 0.72, 0.04), 2))
-    recs = benchmark_set("tune", profile)
-    analyzer = WindowAnalyzer(load_segmentation(), choose_embedding(embedding).model)
-    rows = sweep(analyzer, recs, record_windows(analyzer, recs, step), thresholds, [latency])
-    best = min(rows, key=lambda r: r["der_strict"])
-    return {"threshold": float(best["threshold"]), "step": step, "latency": latency,
-            "strict_der_on_tune_split": round(float(best["der_strict"]), 4), "grid": thresholds,
-            "files": len(recs), "profile": profile}
-
-
-def write_online(embedding: str, tuned: dict, config=None) -> None:
-    """Freeze the tuned online settings into configs/reference.yaml (other keys untouched)."""
-    import datetime
-    from pathlib import Path
-
-    import yaml
-
-    from .pipeline import CONFIG
-    from .tuning import write_config
-
-    path = Path(config or CONFIG)
-    cfg = yaml.safe_load(path.read_text())
-    cfg[embedding]["online"] = {"threshold": tuned["threshold"], "step": tuned["step"], "latency": tuned["latency"],
-                                "tuned": {"strict_der_on_tune_split": tuned["strict_der_on_tune_split"],
-                                          "files": tuned["files"], "profile": tuned["profile"],
-                                          "date": datetime.date.today().isoformat()}}
-    write_config(cfg, path)
-
-
 # ---- the benchmark variant -------------------------------------------------------------------
 
-def build_streaming_variant(embedding: str = "auto", step: float | None = None, latency: float | None = None,
-                       threshold: float | None = None, integrated=None):
-    from .models import choose_embedding, load_segmentation
-    from .pipeline import Variant, models_record
+def streaming_variant(embedding: str = "auto", step: float | None = None, latency: float | None = None,
+                      threshold: float | None = None, integrated=None) -> Variant:
+    """The online diarizer fed in pieces of ``step`` seconds (frozen online settings by default)."""
 
     choice = choose_embedding(embedding)
     cfg = online_params(choice.name)
@@ -471,70 +400,3 @@ def build_streaming_variant(embedding: str = "auto", step: float | None = None, 
     return Variant("streaming", f"online diarizer, pieces of {step:g} s, latency {latency:g} s, "
                    f"threshold {threshold:g} ({choice.name})", run, models=models_record(choice)
                    | {"online": {"step": step, "latency": latency, "threshold": threshold}})
-
-
-def evaluate_stream(analyzer: WindowAnalyzer, recordings, *, step: float, latency: float, threshold: float,
-                    progress: bool = True) -> dict:
-    """Stream every recording in pieces of ``step`` seconds; DER, RTFx, per-piece compute latency
-    and the recorded window analyses (for replays)."""
-    from tqdm.auto import tqdm
-
-    from .metrics import DERAccumulator
-
-    acc, pieces, delays, windows, audio = DERAccumulator(), [], [], {}, 0.0
-    for rec in tqdm(recordings, desc=f"stream {step:g} s pieces", disable=not progress):
-        d = OnlineDiarizer(analyzer, step=step, latency=latency, threshold=threshold)
-        r = run_stream(d, rec.waveform, step, rec.uri, record_windows=True)
-        acc.add(rec.uri, rec.reference, r.hypothesis, rec.uem)
-        pieces += r.piece_seconds
-        delays += r.delays
-        windows[rec.uri] = r.windows
-        audio += rec.duration
-    p = np.asarray(pieces)
-    return {"step": step, "latency": latency, "threshold": threshold, "audio_seconds": audio,
-            "rtfx": audio / p.sum(), "piece_median_s": float(np.median(p)), "piece_p95_s": float(np.percentile(p, 95)),
-            "emission_delay_median_s": float(np.median(delays)) if delays else float("nan"),
-            "pieces": len(p), "totals": acc.totals(), "windows": windows}
-
-
-# ---- the guide's snippet ---------------------------------------------------------------------
-
-class GuideStreamingDiarizationModel(torch.nn.Module):
-    """The guide's ``StreamingDiarizationModel``: its code as published (comments dropped)."""
-
-    def __init__(self, base_model, context_size=50):
-        super().__init__()
-        self.model = base_model
-        self.context_size = context_size
-        self.register_buffer('context', torch.zeros(1, 1, context_size * 160))
-
-    def forward(self, audio_chunk, update_context=True):
-        audio_with_context = torch.cat([self.context, audio_chunk], dim=-1)
-        output = self.model(audio_with_context)
-        if update_context:
-            self.context = audio_chunk[..., -self.context_size * 160:]
-        return output
-
-
-def guide_streaming_annotation(segmentation, waveform: torch.Tensor, piece: float, uri: str = "guide") -> Annotation:
-    """Run the guide's snippet piece by piece and label each piece's frames with the model's
-    *local* speaker index, which is all the snippet provides (no tracking across pieces)."""
-    from .techniques.fusion import powerset
-
-    model = GuideStreamingDiarizationModel(segmentation.eval())
-    ps = powerset()
-    hyp = Annotation(uri=uri)
-    t = 0.0
-    with torch.inference_mode():
-        for p in pieces_of(waveform, piece):
-            act = ps.to_multilabel(model(p[None]))[0].numpy()  # frames of context + piece
-            n = p.shape[-1] / SAMPLE_RATE
-            keep = act[-max(1, int(round(act.shape[0] * n / (n + model.context_size * 160 / SAMPLE_RATE)))):]
-            step = n / keep.shape[0]
-            for k in range(keep.shape[1]):
-                on = np.flatnonzero(keep[:, k])
-                if len(on):
-                    for run in np.split(on, np.flatnonzero(np.diff(on) > 1) + 1):
-                        hyp[Segment(t + run[0] * step, t + (run[-1] + 1) * step)] = f"local_{k}"
-            t += n
-    return hyp

@@ -1,0 +1,1 @@
+"""Foundations every chapter uses: audio, data, the real models, DER, errors, constants, config."""

@@ -1,0 +1,73 @@
+"""Model cost: FLOPs of a forward pass, parameter counts, stored sizes."""
+from __future__ import annotations
+
+import io
+import lzma
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+
+def count_flops(model: torch.nn.Module, *inputs) -> dict:
+    """FLOPs of one forward pass (multiply-add = 2 FLOPs).
+
+    ``torch.utils.flop_counter`` counts convolutions and matrix products; LSTMs run as fused
+    kernels it does not see, so their cost is added analytically per layer and direction:
+    ``2 * 4 * hidden * (input + hidden)`` per time step. Element-wise ops are not counted.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lstm = {"flops": 0}
+
+    def hook(module, args, output):
+        x = args[0]
+        steps = x.shape[1] if module.batch_first else x.shape[0]
+        batch = x.shape[0] if module.batch_first else x.shape[1]
+        dirs = 2 if module.bidirectional else 1
+        h = module.hidden_size
+        for layer in range(module.num_layers):
+            inp = module.input_size if layer == 0 else h * dirs
+            lstm["flops"] += dirs * steps * batch * 2 * 4 * h * (inp + h)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.LSTM)]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    counted = fc.get_total_flops()
+    return {"total": counted + lstm["flops"], "conv_matmul": counted, "lstm": lstm["flops"]}
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def state_bytes(module: nn.Module) -> bytes:
+    """What ``torch.save(module.state_dict())`` writes."""
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    return buf.getvalue()
+
+
+def state_dict_mb(module: nn.Module) -> float:
+    """Serialized size of a torch module's state (what ``torch.save`` writes)."""
+    return len(state_bytes(module)) / 1e6
+
+
+def sizes_mb(module: nn.Module) -> dict:
+    """What ``torch.save`` writes, and the same bytes xz-compressed (where zeros do pay off)."""
+    raw = state_bytes(module)
+    return {"stored (MB)": len(raw) / 1e6, "xz-compressed (MB)": len(lzma.compress(raw, preset=6)) / 1e6}
+
+
+def file_mb(path: Path) -> float:
+    return Path(path).stat().st_size / 1e6
+
+
+def package_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (an ``.mlpackage`` / ``.mlmodelc``)."""
+    path = Path(path)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size

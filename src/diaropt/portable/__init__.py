@@ -1,0 +1,2 @@
+"""Portable forms of the real models: plain traceable modules, the convolutional fbank, ONNX
+export with an ONNX Runtime wrapper, and CoreML conversion and compression."""
