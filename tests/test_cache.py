@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from diaropt.core.constants import SEGMENTATION_FRAMES, WINDOW_SAMPLES
 from diaropt.techniques.caching import CachedModel, ContentCache, cache_key, model_fingerprint
 
 
@@ -54,7 +55,7 @@ def test_changed_weights_or_settings_miss():
 
 
 def test_keys_depend_on_every_sample():
-    x = np.zeros(160000, np.float32)
+    x = np.zeros(WINDOW_SAMPLES, np.float32)
     y = x.copy()
     y[-1] = np.float32(1e-7)
     assert cache_key(x, "m") != cache_key(y, "m")
@@ -118,3 +119,77 @@ def test_quantized_models_get_their_own_fingerprint():
     q1 = quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
     q2 = quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
     assert model_fingerprint(q1) == model_fingerprint(q2) != model_fingerprint(m)
+
+
+# ---- the chapter's measurements (techniques.caching) ---------------------------------------
+
+class Frames(torch.nn.Module):
+    """A stand-in segmentation: (N, 1, L) -> (N, L // 4, 7)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x):
+        n, _, length = x.shape
+        return (x.reshape(n, length // 4, 4).sum(-1, keepdim=True) * torch.arange(7.0) * self.scale)
+
+
+def test_the_guide_cache_answers_a_switched_model_with_the_old_output():
+    from diaropt.techniques import caching
+
+    torch.manual_seed(0)
+    old, new = Frames(1.0), Frames(-1.0)  # e.g. fp32, then a re-quantized model after an update
+    windows = torch.randn(5, 1, 40)
+    rows, frames = caching.stale_answers(old, new, windows)
+    guide, ours = rows
+    assert frames == 5 * 10
+    with torch.no_grad():
+        expected = (old(windows) - new(windows)).abs().max()
+    assert guide["max |answer - int8 output|"] == pytest.approx(float(expected))
+    assert guide["frames decoded to another class"] > 0
+    assert ours["max |answer - int8 output|"] == 0.0 and ours["frames decoded to another class"] == 0
+
+
+def test_halves_and_thresholds():
+    from diaropt.core.data import Recording
+    from diaropt.techniques import caching
+
+    rec = Recording("a", torch.arange(11.0)[None], "ref", "uem", "ami", "test")
+    (half,) = caching.halves([rec])
+    assert half.uri == "a-first-half" and half.waveform.shape[-1] == 5 and half.reference is None
+    assert (half.source, half.split) == ("ami", "test")
+    params = {"segmentation": {"min_duration_off": 0.0}, "clustering": {"threshold": 0.6, "method": "centroid"}}
+    assert caching.thresholds_around(params) == pytest.approx([0.5, 0.55, 0.6, 0.65, 0.7])
+
+    class Pipe:
+        def instantiate(self, p):
+            self.p = p
+
+    pipe = Pipe()
+    caching.set_threshold(pipe, params, 0.7)
+    assert pipe.p == {"segmentation": {"min_duration_off": 0.0}, "clustering": {"threshold": 0.7, "method": "centroid"}}
+    assert params["clustering"]["threshold"] == 0.6  # the frozen parameters are not touched
+
+
+def test_entry_sizes_count_one_window_per_step_and_one_block_per_10_s():
+    from diaropt.techniques import caching
+
+    class Resnet:  # trunk_and_pool's WeSpeaker interface
+        feat_dim = 80
+
+        def forward_frames(self, fbank):
+            return torch.zeros(fbank.shape[0], 32, 10, 200)
+
+    class Model:
+        resnet = Resnet()
+
+        def compute_fbank(self, w):
+            return w
+
+    mem = caching.entry_sizes(Model(), segmentation_step=0.25).set_index("entry")
+    seg, trunk = mem.iloc[0], mem.iloc[1]
+    assert seg["bytes"] == SEGMENTATION_FRAMES * 7 * 4 and seg["entries per hour of audio"] == 1440
+    assert trunk["bytes"] == 32 * 10 * 200 * 4 and trunk["entries per hour of audio"] == 360
+    assert mem.index[1] == "embedding-trunk block (320 x 200 float32)"  # channels x frequency, time
+    assert trunk["MiB per hour"] == pytest.approx(32 * 10 * 200 * 4 * 360 / 2**20)

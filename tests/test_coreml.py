@@ -5,13 +5,14 @@ import torch
 
 from diaropt.core import data, models
 from diaropt.core.campplus import kaldi_fbank
+from diaropt.core.constants import SEGMENTATION_FRAMES, WINDOW_SAMPLES
 from diaropt.portable import coreml, plain
 from diaropt.portable.fbank import ConvFbank
 
 
 @pytest.fixture(scope="module")
 def window():
-    return data.pyannote_sample().waveform[:, :160000][None]
+    return data.pyannote_sample().waveform[:, :WINDOW_SAMPLES][None]
 
 
 def test_conv_fbank_matches_kaldi(window):
@@ -26,7 +27,7 @@ def test_integrated_embedding_equals_pyannote_masked_pooling(provisioned, window
     emb = models.load_campplus()
     integrated = plain.CAMPPlusModule(models.load_campplus(), front="conv", output="speaker-embeddings")
     torch.manual_seed(0)
-    masks = (torch.rand(1, 3, 589) > 0.4).float()
+    masks = (torch.rand(1, 3, SEGMENTATION_FRAMES) > 0.4).float()
     with torch.inference_mode():
         ref = emb(window, weights=masks)
         out = integrated(window, masks)

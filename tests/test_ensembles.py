@@ -98,3 +98,65 @@ def test_ge2e_tampered_weights_are_refused(monkeypatch, tmp_path):
     importlib.invalidate_caches()
     with pytest.raises(ModelError, match="sha256"):
         models.ge2e_weights()
+
+
+# ---- the chapter's measurements -----------------------------------------------------------------
+
+def test_fusion_configs_weigh_the_first_member_against_the_others():
+    members = {"ResNet34": None, "GE2E": None, "CAM++": None}
+    assert en.others_label(members, "ResNet34") == "GE2E+CAM++"
+    configs = en.fusion_configs(members, "ResNet34", [1.0, 0.5, 0.0])
+    assert list(configs) == ["ResNet34 alone", "ResNet34 0.50 / GE2E+CAM++ 0.50", "GE2E+CAM++ alone"]
+    assert configs["ResNet34 0.50 / GE2E+CAM++ 0.50"] == {"ResNet34": 0.5, "GE2E": 0.25, "CAM++": 0.25}
+    for weights in configs.values():
+        assert sum(weights.values()) == pytest.approx(1.0)
+
+
+class FakeEnsemblePipeline:
+    """Re-clustering stand-in: the hypothesis covers the reference when the threshold is right
+    for the weights (0.5 for the base alone, 0.7 otherwise), half of it otherwise."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.clustering, self.weights = SimpleNamespace(threshold=None), None
+
+    def set_weights(self, weights):
+        self.weights = {k: v for k, v in weights.items() if v > 0}
+
+    def __call__(self, file):
+        from types import SimpleNamespace
+
+        from pyannote.core import Annotation, Segment
+
+        right = 0.5 if self.weights == {"CAM++": 1.0} else 0.7
+        hyp = Annotation(uri=file["uri"])
+        hyp[Segment(0, 10 if abs(self.clustering.threshold - right) < 1e-9 else 5)] = "X"
+        return SimpleNamespace(speaker_diarization=hyp)
+
+
+def test_tuned_table_tunes_each_config_and_measures_its_cost():
+    from pyannote.core import Annotation, Segment, Timeline
+
+    ref = Annotation(uri="r")
+    ref[Segment(0, 10)] = "A"
+    rec = data.Recording("r", torch.zeros(1, 160000), ref, Timeline([Segment(0, 10)]), "simulated", "test")
+    pipe, files = FakeEnsemblePipeline(), [rec.as_pyannote_file()]
+    members = {"CAM++": None, "GE2E": None}
+    configs = en.fusion_configs(members, "CAM++", [1.0, 0.5, 0.0])
+    sweep = en.threshold_sweep(pipe, files, [rec], configs, [0.5, 0.7])
+    assert len(sweep) == 6 and sweep["tune DER strict (%)"].min() == 0.0
+    ens = en.tuned_table(pipe, sweep, configs, files, [rec], {"CAM++": 2.0, "GE2E": 6.0}, test_wall=12.0, base="CAM++")
+    assert ens["tuned threshold"].tolist() == [0.5, 0.7, 0.7]
+    assert ens["test DER strict (%)"].tolist() == [0.0, 0.0, 0.0]
+    # seg + rest = 12 - 8 = 4 s; CAM++ alone 4 + 2, fused 4 + 8, GE2E alone 4 + 6
+    assert ens["pipeline cost (x CAM++ alone)"].tolist() == pytest.approx([1.0, 2.0, 10 / 6])
+    assert ens["embedding cost (x CAM++)"].tolist() == pytest.approx([1.0, 4.0, 3.0])
+    assert en.best_fusion(ens, members, "CAM++").name == "CAM++ 0.50 / GE2E 0.50"
+
+
+def test_worth_and_cost_verdict_read_the_measurements():
+    assert en.worth(-1.0, 2.0).startswith("worth considering")
+    assert en.worth(-0.2, 2.0) == "not worth it: -0.20 points for 2.00x the time"
+    assert en.cost_verdict(1.5, 2.25) == "refuted: 1.50x and 2.25x the time"
+    assert en.cost_verdict(0.9, 2.0).startswith("partly")

@@ -1,10 +1,12 @@
 """Fused and reference code must agree (technique 2)."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from diaropt.core import data, metrics, models
 from diaropt.core.campplus import CAMPPlus
+from diaropt.core.constants import WINDOW_SAMPLES
 from diaropt.pipelines import reference as pipeline
 from diaropt.pipelines.trunks import build_shared_trunk_pipeline
 from diaropt.portable.plain import PlainSegmentation
@@ -18,7 +20,7 @@ def segmentation(provisioned):
 
 @pytest.fixture(scope="module")
 def window():
-    return data.pyannote_sample().waveform[:, :160000][None]
+    return data.pyannote_sample().waveform[:, :WINDOW_SAMPLES][None]
 
 
 def test_plain_segmentation_equals_pyannote(segmentation, window):
@@ -117,3 +119,46 @@ def test_replacement_embedding_is_really_used(provisioned):
     emb = pipe.get_embeddings(f, pipe.get_segmentations(f), exclude_overlap=True)
     assert calls and sum(calls) == emb.shape[0]
     assert np.all(emb == 0.5)
+
+
+def test_guide_snippet_fails_as_written():
+    """The guide's class cannot be called: script_method on a plain nn.Module leaves a stub."""
+    result = fusion.guide_snippet(torch.nn.Identity(), torch.zeros(1, 589 * 7))
+    assert result.startswith("TypeError") and "ScriptMethodStub" in result
+
+
+def test_model_fusion_helpers():
+    table = pd.DataFrame({"median (ms)": [10.0, 5.0, 8.0], "max |error|": [0.0, 1.234e-6, 2e-5]},
+                         index=pd.Index(["eager", "a", "b"], name="variant"))
+    table["speed-up vs eager"] = table["median (ms)"].iloc[0] / table["median (ms)"]
+    assert fusion.best_speedup(table) == 2.0
+    assert np.isnan(fusion.best_speedup(table.iloc[:1]))  # only the eager row: no fusion measured
+    shown = fusion.show(table)
+    assert shown.loc["a", "max |error|"] == "1.2e-06" and shown.loc["a", "median (ms)"] == 5.0
+    row = fusion.measure_variant("x2", lambda w: 2 * w, torch.ones(1, 4), torch.full((1, 4), 1.5), repeats=2)
+    assert row["variant"] == "x2" and row["max |error|"] == 0.5 and row["compile/prepare (s)"] is None
+    value, seconds = fusion.timed_prepare(lambda: 42)
+    assert value == 42 and seconds >= 0
+
+
+def test_embedding_fusion_scope_names_the_reason():
+    campplus = models.choose_embedding("campplus")
+    assert "folding" in fusion.embedding_fusion_scope(campplus, compile_models=True)
+    assert "full profile only" in fusion.embedding_fusion_scope(campplus, compile_models=False)
+    other = models.EmbeddingChoice("resnet34", "x", "test")
+    assert "CAM++ only" in fusion.embedding_fusion_scope(other, compile_models=True)
+
+
+def _run(embedding_s, total_s, der):
+    return {"totals": {"stage_seconds": {"embedding": embedding_s}, "wall_seconds": total_s, "rtfx": 60 / total_s,
+                       "der_strict": der, "der_fluidaudio": der / 2}}
+
+
+def test_trunk_table_is_relative_to_the_first_run():
+    runs = {"reference": _run(8.0, 10.0, 0.2), "shared-trunk": _run(4.0, 6.0, 0.2), "shared-trunk-skip": _run(2.0, 4.0, 0.2)}
+    table = fusion.trunk_table(runs)
+    assert list(table.index) == list(runs)
+    assert table.loc["reference", "end-to-end speed-up"] == 1.0
+    assert table.loc["shared-trunk-skip", "embedding speed-up"] == 4.0
+    assert table.loc["shared-trunk-skip", "end-to-end speed-up"] == 2.5
+    assert table.loc["shared-trunk", "DER strict (%)"] == pytest.approx(20.0)

@@ -59,3 +59,37 @@ def test_run_async_works_inside_a_running_loop():
 
     assert asyncio.run(outer()) == 42
     assert parallel.run_async(_slow_double(1)) == 2
+
+
+def test_compare_modes_measures_against_the_sequential_run(monkeypatch):
+    from types import SimpleNamespace
+
+    recs = [SimpleNamespace(uri=f"f{i}", duration=10.0) for i in range(4)]
+
+    def fake(wall, pids, turns="same"):
+        def run(recs, workers=1, threads=1, **kw):
+            assert kw == {"embedding": "campplus", "variant": "optimized"}
+            results = [{"uri": r.uri, "turns": [(0.0, 1.0, turns if i == 0 else "A")], "pid": pids[i % len(pids)],
+                        "peak_rss_mib": 100.0 + i} for i, r in enumerate(recs)]
+            return {"wall": wall, "results": results, "startup": 0.5 * len(pids)}
+        return run
+
+    monkeypatch.setattr(parallel, "run_sequential", fake(8.0, [1]))
+    monkeypatch.setattr(parallel, "run_processes", fake(4.0, [2, 3]))
+    monkeypatch.setattr(parallel, "run_threads", fake(10.0, [1], turns="other"))
+    modes = [("sequential", 1, 2), ("processes", 2, 1), ("threads", 4, 1)]
+    table, runs = parallel.compare_modes(recs, modes, cores=2, embedding="campplus")
+    assert list(table.index) == ["sequential, 1 x 2 threads", "processes, 2 x 1 thread", "threads, 4 x 1 thread"]
+    assert table["throughput vs sequential"].tolist() == [1.0, 2.0, 0.8]
+    assert table["RTFx"].iloc[0] == 5.0
+    assert table["processes"].tolist() == [1, 2, 1]
+    assert table["peak RSS per process (MiB)"].tolist() == [103.0, 103.0, 103.0]
+    assert table["oversubscribed"].tolist() == [False, False, True]
+    assert table["same output as sequential"].tolist() == [True, True, False]
+    assert parallel.first_value(table, "processes") == 2.0
+    assert parallel.first_value(table, "dask") != parallel.first_value(table, "dask")  # NaN: not run
+    v = parallel.verdicts(table, kept=2, files=4)
+    assert v["par_verdict_throughput"].startswith("partly")
+    assert v["par_verdict_limit"].startswith("confirmed")
+    assert v["par_verdict_snippet"].startswith("wrong")
+    assert parallel.verdicts(table.iloc[:2], kept=4, files=4)["par_verdict_limit"] == "not measured in this profile"

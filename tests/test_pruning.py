@@ -106,3 +106,88 @@ def test_optimized_pipeline_uses_the_given_models(seg):
     assert run(segmentation_model=seg, embedding_model=emb) == default
     silent = pr.zero_segmentation(seg, pr.segmentation_keep(seg, 0.9))
     assert run(segmentation_model=silent) != default
+
+
+# ------------------------------------------------------------------------------------------
+# the chapter's tables and verdicts (fabricated rows, no model needed)
+
+
+def _struct(emb=True):
+    import pandas as pd
+
+    rows = [("segmentation-3.0", 0.0, 1000, 10.0, 4.0), ("segmentation-3.0", 0.3, 500, 5.0, 2.5)]
+    if emb:
+        rows += [("CAM++", 0.0, 2000, 8.0, 8.0), ("CAM++", 0.3, 900, 4.0, 7.0)]
+    rows = [{"model": m, "ratio": r, "parameters": p, "GFLOPs / 10 s": g, "ms / window": t} for m, r, p, g, t in rows]
+    base = {r["model"]: r for r in rows if r["ratio"] == 0.0}
+    for r in rows:
+        r["params removed (%)"] = 100 * (1 - r["parameters"] / base[r["model"]]["parameters"])
+        r["speed-up"] = base[r["model"]]["ms / window"] / r["ms / window"]
+    return pd.DataFrame(rows).set_index(["model", "ratio"])
+
+
+def _ders(emb=True):
+    import pandas as pd
+
+    rows = [("none", "unpruned", 0.0), ("segmentation-3.0", "structural 0.3, after KD", 0.6)]
+    if emb:
+        rows.append(("CAM++", "structural 0.3, after KD", 1.4))
+    return pd.DataFrame([{"model": m, "variant": v, "Δ strict (pts)": d} for m, v, d in rows]).set_index(["model", "variant"])
+
+
+def test_structural_figures_and_verdicts_with_campplus():
+    figs = pr.structural_figures(_struct(), [0.3])
+    assert figs["pr_seg_30_params"] == (50.0, ".0f")
+    assert figs["pr_emb_30_speed"][0] == pytest.approx(8 / 7)
+    assert figs["pr_seg_30_flops"][0] == pytest.approx(0.5)
+    v = pr.verdicts(_struct(), _ders())
+    assert v["pr_verdict_size"] == "confirmed only when done structurally"  # 50 % and 55 % of the parameters removed
+    assert v["pr_verdict_speed"] == "partly (structural only)"  # the slower model: 8/7 = 1.14x
+    assert v["pr_verdict_der"] == "segmentation: confirmed; CAM++: refuted at the frozen threshold (not re-tuned)"
+
+
+def test_verdicts_and_summary_without_campplus():
+    """Another embedding model: CAM++ is not pruned, its figures are NaN and its verdict says so."""
+    import math
+
+    import pandas as pd
+
+    figs = pr.structural_figures(_struct(emb=False), [0.3])
+    assert math.isnan(figs["pr_emb_30_params"][0])
+    v = pr.verdicts(_struct(emb=False), _ders(emb=False))
+    assert v["pr_verdict_speed"] == "confirmed (structural only)"  # segmentation: 1.6x
+    assert v["pr_verdict_der"].endswith("CAM++: not measured (CAM++ not pruned in this build)")
+    snippet = pd.DataFrame([{"model": "segmentation-3.0", "stored (MB)": 6.0},
+                            {"model": "segmentation-3.0, guide-pruned", "stored (MB)": 6.0}]).set_index("model")
+    s = pr.summary("resnet34-test", snippet, _struct(emb=False), _ders(emb=False), kd_steps=2)
+    assert set(s) == {"embedding", "ratio", "params_removed_pct", "speed", "der_after_kd_points",
+                      "guide_snippet_size_ratio", "kd_steps"}
+    assert s["speed"]["segmentation"] == 1.6 and math.isnan(s["speed"]["embedding"])
+    assert s["guide_snippet_size_ratio"]["segmentation"] == 1.0
+
+
+def test_campplus_scope_explains_a_skip():
+    from diaropt.core.models import EmbeddingChoice
+
+    runs, text = pr.campplus_scope(EmbeddingChoice("campplus", "campplus-id", "requested"))
+    assert runs and "measured" in text
+    runs, text = pr.campplus_scope(EmbeddingChoice("resnet34", "resnet-id", "weights present"))
+    assert not runs and "resnet-id" in text and "skipped" in text
+
+
+def test_kd_figures_mean_of_the_last_losses():
+    h = {("segmentation-3.0", 0.3): {"losses": [9.0, 5, 4, 3, 2, 1], "seconds": 30.0}}
+    figs = pr.kd_figures(h, {"segmentation-3.0": 6, "CAM++": 3}, [0.3])
+    assert figs["pr_kd_final_seg_30"] == (3.0, ".3f")
+    assert figs["pr_kd_minutes"] == (0.5, ".1f")
+    import math
+
+    assert math.isnan(figs["pr_kd_steps_emb"][0]) and math.isnan(figs["pr_kd_final_emb_30"][0])
+
+
+def test_structural_table_relative_to_the_unpruned_model(seg, windows):
+    small = pr.prune_segmentation(seg, pr.segmentation_keep(seg, 0.5))
+    table = pr.structural_table({("segmentation-3.0", 0.0): seg, ("segmentation-3.0", 0.5): small}, windows, repeats=1)
+    assert table.loc[("segmentation-3.0", 0.0), "params removed (%)"] == 0.0
+    assert table.loc[("segmentation-3.0", 0.5), "params removed (%)"] > 50
+    assert table.loc[("segmentation-3.0", 0.5), "GFLOPs / 10 s"] < table.loc[("segmentation-3.0", 0.0), "GFLOPs / 10 s"]

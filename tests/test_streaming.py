@@ -166,3 +166,76 @@ def test_bad_pieces_get_clear_errors(seg_emb):
 def test_tracker_rejects_a_nonsense_threshold():
     with pytest.raises(StreamError):
         SpeakerTracker(0.0, STEP, DUR, latency=1.0)
+
+
+# ---- the chapter's functions (diaropt.techniques.streaming) ------------------------------------
+
+def test_sweep_scores_the_replayed_hypothesis_of_every_pair():
+    from pyannote.core import Annotation, Segment, Timeline
+
+    from diaropt.pipelines.streaming import replay
+    from diaropt.techniques import streaming as chapter
+
+    alice, bob = unit([1, 0, 0]), unit([0, 1, 0])
+    windows = [window_result(w * 50 * STEP, 100, [(0, 50), (50, 100)], [alice, bob]) for w in range(8)]
+    end = (7 * 50 + 100) * STEP
+    ref = Annotation(uri="synthetic")
+    ref[Segment(0, 50 * STEP)] = "A"
+    ref[Segment(50 * STEP, end)] = "B"
+    rec = data.Recording("synthetic", torch.zeros(1, int(end * 16000)), ref, Timeline([Segment(0, end)]),
+                         "simulated", "test")
+
+    class Analyzer:
+        frame_step, frame_duration = STEP, DUR
+
+    rows = chapter.sweep(Analyzer(), [rec], {"synthetic": windows}, [0.3, 0.6], [1.0, 2.0])
+    assert [(r["threshold"], r["latency"]) for r in rows] == [(0.3, 1.0), (0.3, 2.0), (0.6, 1.0), (0.6, 2.0)]
+    for r in rows:
+        hyp = replay(windows, threshold=r["threshold"], latency=r["latency"], frame_step=STEP, frame_duration=DUR,
+                     uri="synthetic")
+        assert r["der_strict"] == pytest.approx(metrics.der(ref, hyp, rec.uem))
+        assert r["files"] == 1
+    table = chapter.sweep_rows(rows, "threshold")
+    assert list(table[0]) == ["threshold", "DER strict (%)", "DER FluidAudio-style (%)", "confusion strict (%)"]
+    assert table[0]["DER strict (%)"] == pytest.approx(100 * rows[0]["der_strict"])
+
+
+def test_frozen_settings_say_where_they_come_from(monkeypatch):
+    from diaropt.core.config import ConfigError
+    from diaropt.techniques import streaming as chapter
+
+    params, note = chapter.frozen_settings("campplus")
+    assert {"threshold", "step", "latency"} <= set(params) and "campplus" in note
+
+    real = chapter.online_params
+
+    def no_block(embedding, config=None):
+        if embedding == "resnet34":
+            raise ConfigError("no online block for resnet34")
+        return real(embedding, config)
+
+    monkeypatch.setattr(chapter, "online_params", no_block)
+    params, note = chapter.frozen_settings("resnet34")
+    assert params == real("campplus")
+    assert "no online settings for resnet34" in note and "campplus" in note
+
+
+def test_chunk_rows_and_verdicts_compare_with_offline():
+    import pandas as pd
+
+    from diaropt.techniques import streaming as chapter
+
+    run = {"latency": 5.0, "emission_delay_median_s": 4.0, "piece_median_s": 0.05, "piece_p95_s": 0.2, "rtfx": 8.0,
+           "totals": {"der_strict": 0.30, "der_fluidaudio": 0.20}}
+    rows = chapter.chunk_rows({1.0: run}, {"der_strict": 0.25})
+    assert rows[0]["worst algorithmic latency (s)"] == 6.0
+    assert rows[0]["vs offline, strict (pts)"] == pytest.approx(5.0)
+    assert rows[0]["compute per chunk, p95 (ms)"] == pytest.approx(200.0)
+    v = chapter.verdicts(rows[0], {"der_strict": 0.6}, {"der_strict": 0.25})
+    assert v["stream_verdict_realtime"].startswith("confirmed")
+    assert v["stream_verdict_snippet"].startswith("refuted")
+    assert v["s1_budget"] == "well inside the 1 s budget"
+    row = pd.DataFrame(rows).set_index("chunk (s)").loc[1.0]  # as the chapter passes it
+    assert chapter.verdicts(row, {"der_strict": 0.6}, {"der_strict": 0.25}) == v
+    slow = dict(rows[0], RTFx=0.5)
+    assert chapter.verdicts(slow, {"der_strict": 0.2}, {"der_strict": 0.25})["stream_verdict_realtime"].startswith("refuted")

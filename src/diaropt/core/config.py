@@ -1,17 +1,23 @@
 """The frozen pipeline settings in ``configs/reference.yaml``, one block per embedding model.
 
 Each block holds pyannote's ``segmentation`` and ``clustering`` hyper-parameters (3.1's recipe;
-the clustering threshold re-tuned on the tune split for CAM++) and, where tuned, the streaming
-diarizer's ``online`` settings. Tuning code writes the file through ``write_config``.
+the clustering threshold re-tuned on the tune split for CAM++) and the streaming diarizer's
+``online`` settings. An ``online`` block whose ``tuned`` is null was not tuned for its model
+(ResNet34's carries CAM++'s values over: no real ResNet34 weights were at hand to tune with);
+``online_params`` warns about it and ``online_provenance`` says it in words a chapter can show.
+Tuning code writes the file through ``write_config``.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import yaml
 
 from .constants import REPO_ROOT
 from .errors import DiaroptError
+
+log = logging.getLogger(__name__)
 
 CONFIG = REPO_ROOT / "configs" / "reference.yaml"
 
@@ -35,12 +41,30 @@ def reference_params(embedding: str, config: Path = CONFIG) -> dict:
 
 
 def online_params(embedding: str, config: Path | None = None) -> dict:
-    """Frozen online settings (threshold, step, latency) of the streaming diarizer."""
+    """Frozen online settings of the streaming diarizer: ``threshold``, ``step``, ``latency`` and
+    ``tuned`` (how they were tuned, or None when they were not tuned for this model; then
+    ``carried_over_from`` names the model whose values they are, and a warning is logged)."""
     block = config_block(embedding, config or CONFIG)
     if "online" not in block:
         raise ConfigError(f"configs/reference.yaml has no online block for {embedding}; "
                           f"run `python -m diaropt tune --online --embedding {embedding}`")
-    return dict(block["online"])
+    online = dict(block["online"])
+    if not online.get("tuned"):
+        log.warning("%s", online_provenance(embedding, online))
+    return online
+
+
+def online_provenance(embedding: str, online: dict) -> str:
+    """One sentence on where the online settings of ``embedding`` come from (for a chapter)."""
+    tuned = online.get("tuned")
+    if tuned:
+        return (f"the online settings for {embedding} were tuned on the tune split only "
+                f"({tuned.get('files')} files, {tuned.get('profile')} profile, strict DER "
+                f"{tuned.get('strict_der_on_tune_split')}, {tuned.get('date')})")
+    source = online.get("carried_over_from", "another model")
+    return (f"the online settings for {embedding} are NOT tuned for it: they are {source}'s tuned values "
+            f"carried over (no real {embedding} weights were available to tune with); "
+            f"`python -m diaropt tune --online --embedding {embedding}` tunes them")
 
 
 def write_config(cfg: dict, config: Path = CONFIG) -> None:

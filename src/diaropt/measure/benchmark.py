@@ -80,3 +80,24 @@ def compare_warnings(a: dict, b: dict) -> list[str]:
         out.append("measured on different CPUs: speed ratios are not comparable")
     return out
 
+
+def file_rows(result: dict, stages: tuple[str, ...] = ("segmentation", "embedding", "clustering")) -> list[dict]:
+    """One table row per file of a ``run_benchmark`` result: DER in both conventions (%), speaker
+    counts (reference/hypothesis), RTFx and the seconds of each of ``stages``."""
+    return [{"uri": f["uri"], "source": f["source"], "seconds": f["seconds"],
+             "DER strict %": 100 * f["der_strict"], "DER FluidAudio %": 100 * f["der_fluidaudio"],
+             "speakers (ref/hyp)": f"{f['speakers_ref']}/{f['speakers_hyp']}", "RTFx": f["rtfx"],
+             **{f"{s} s": f["stages"][s] for s in stages}}
+            for f in result["files"]]
+
+
+def stage_shares(totals: dict, stages: tuple[str, ...] = STAGES[:-1]) -> dict[str, float]:
+    """Percent of the total wall time spent in each stage."""
+    return {s: 100 * totals["stage_seconds"][s] / totals["stage_seconds"]["total"] for s in stages}
+
+
+def error_breakdown(totals: dict) -> dict[str, dict[str, float]]:
+    """DER and its three parts (%) in both conventions: ``{convention: {part: percent}}``."""
+    parts = {"DER": "der", "missed detection": "missed", "false alarm": "false", "confusion": "confusion"}
+    return {label: {name: 100 * totals[f"{key}_{suffix}"] for name, key in parts.items()}
+            for label, suffix in (("strict", "strict"), ("FluidAudio-style", "fluidaudio"))}

@@ -1,12 +1,16 @@
-"""Model cost: FLOPs of a forward pass, parameter counts, stored sizes."""
+"""Model cost: FLOPs of a forward pass, parameter counts, stored sizes, windows and the compute floor."""
 from __future__ import annotations
 
 import io
 import lzma
+import math
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from ..core.constants import LOCAL_SPEAKERS, WINDOW_SECONDS
+from .timing import time_call
 
 
 def count_flops(model: torch.nn.Module, *inputs) -> dict:
@@ -71,3 +75,37 @@ def package_bytes(path: Path) -> int:
     """Bytes of a file, or of every file under a folder (an ``.mlpackage`` / ``.mlmodelc``)."""
     path = Path(path)
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def model_row(name: str, model: nn.Module, path: Path | None, example: torch.Tensor, *, repeats: int,
+              warmup: int = 2) -> dict:
+    """One row of a model table: parameters, file size (NaN when no file is known), FLOPs and
+    median latency of ``model(example)`` (``example`` is one 10 s window) and the GFLOP/s achieved."""
+    flops = count_flops(model, example)
+    with torch.inference_mode():
+        t = time_call(lambda: model(example), warmup=warmup, repeats=repeats)
+    return {"model": name, "parameters (M)": parameter_count(model) / 1e6,
+            "file (MB)": file_mb(path) if path is not None else math.nan, "GFLOPs / 10 s": flops["total"] / 1e9,
+            "latency / 10 s (ms, median)": 1e3 * t.median, "IQR (ms)": 1e3 * t.iqr,
+            "GFLOP/s achieved": flops["total"] / 1e9 / t.median}
+
+
+def n_windows(seconds: float, step: float, duration: float = WINDOW_SECONDS) -> int:
+    """Sliding windows of ``duration`` seconds every ``step`` seconds that pyannote runs over a
+    file of ``seconds``: one when the file fits in a window, else the full steps plus the last,
+    zero-padded window."""
+    return 1 if seconds <= duration else int((seconds - duration) // step) + 2
+
+
+def compute_floor(file_seconds: list[float], seg_gflops: float, emb_gflops: float, peak_gflops: float, *,
+                  wall_seconds: float, audio_seconds: float, step: float = 1.0,
+                  speakers: int = LOCAL_SPEAKERS) -> dict:
+    """The reference's work at the CPU's matmul peak: one segmentation call per window and one
+    embedding call per (window, local speaker), against the measured wall time."""
+    windows = sum(n_windows(s, step) for s in file_seconds)
+    seg = windows * seg_gflops
+    emb = speakers * windows * emb_gflops
+    floor_s = (seg + emb) / peak_gflops
+    return {"windows": windows, "GFLOPs segmentation": seg, "GFLOPs embedding": emb, "floor at peak (s)": floor_s,
+            "measured (s)": wall_seconds, "measured / floor": wall_seconds / floor_s,
+            "RTFx at the floor": audio_seconds / floor_s}

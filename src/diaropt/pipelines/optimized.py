@@ -71,3 +71,14 @@ def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMI
             f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference "
             f"({pipe.embedding_choice.name})")
     return pipeline_variant("optimized", pipe, desc)
+
+
+def block_trunk_variant(name: str, embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"]) -> Variant:
+    """The block trunk in torch (no ONNX Runtime) at a segmentation step: the steps between the
+    shared trunk and ``optimized`` in chapter 90's ablation."""
+    pipe = build_shared_trunk_pipeline(embedding, chunk_batch=1, segmentation_step=segmentation_step,
+                                       segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
+                                       cls=BlockTrunkDiarization)
+    desc = (f"block embedding trunk (torch) + segmentation step {10 * float(segmentation_step):g} s + batch "
+            f"{OPTIMIZED['segmentation_batch_size']} ({pipe.embedding_choice.name})")
+    return pipeline_variant(name, pipe, desc)

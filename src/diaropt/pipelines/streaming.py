@@ -381,10 +381,11 @@ def replay(windows: list[WindowResult], *, threshold: float, latency: float, fra
 
 def streaming_variant(embedding: str = "auto", step: float | None = None, latency: float | None = None,
                       threshold: float | None = None, integrated=None) -> Variant:
-    """The online diarizer fed in pieces of ``step`` seconds (frozen online settings by default)."""
+    """The online diarizer fed in pieces of ``step`` seconds (frozen online settings by default;
+    the config is not read when ``step``, ``latency`` and ``threshold`` are all given)."""
 
     choice = choose_embedding(embedding)
-    cfg = online_params(choice.name)
+    cfg = online_params(choice.name) if None in (step, latency, threshold) else {}
     step = float(step if step is not None else cfg["step"])
     latency = float(latency if latency is not None else cfg["latency"])
     threshold = float(threshold if threshold is not None else cfg["threshold"])

@@ -33,15 +33,28 @@ from .registry import Variant
 
 
 def trunk_and_pool(model):
-    """(frames(waveforms), pool(frames, weights)) for CAM++ or WeSpeaker ResNet34."""
+    """(frames(waveforms), pool(frames, weights)) for CAM++ or WeSpeaker ResNet34.
+
+    ``frames(waveforms (B, 1, N)) -> (B, C, T)``: the trunk's frames, time last;
+    ``pool(frames (B, C, T), weights (B, S, F) or None) -> (B, S, D)``: masked statistics
+    pooling and the embedding layer (pyannote's ``StatsPool`` interpolates the weights to T).
+    ``pool(frames(w), m)`` equals ``model(w, weights=m)``. ResNet34's trunk outputs (B, channels,
+    frequency, T); its frames are flattened to (B, channels * frequency, T), the order its own
+    pooling layer flattens them in, so block and window slicing along T work as for CAM++.
+    """
     if hasattr(model, "campplus"):
         return (lambda w: model.campplus.frame_features(model.compute_fbank(w)),
                 model.campplus.pool_and_embed)
     if hasattr(model, "resnet"):
+        freq = int(model.resnet.feat_dim / 8)  # the frequency axis after the ResNet's three stride-2 stages
+
+        def frames_of(w):
+            return model.resnet.forward_frames(model.compute_fbank(w)).flatten(1, 2)
+
         def pool(frames, weights):
-            out = model.resnet.forward_embedding(frames, weights=weights)
+            out = model.resnet.forward_embedding(frames.unflatten(1, (-1, freq)), weights=weights)
             return out[-1] if isinstance(out, tuple) else out
-        return (lambda w: model.resnet.forward_frames(model.compute_fbank(w)), pool)
+        return frames_of, pool
     raise NotImplementedError(f"no trunk/pool split known for {type(model).__name__}")
 
 

@@ -22,6 +22,12 @@ line (Python dicts are insertion-ordered, so its ``removeFirst`` becomes FIFO he
 the order is undefined). ``cached_optimized_pipeline`` puts both networks of the ``optimized``
 pipeline behind a ``ContentCache``: every 10 s segmentation window and every 10 s
 embedding-trunk block is looked up by content, model fingerprint and runtime.
+
+The chapter measures: the guide's cache answering a switched model with the old model's
+output (``stale_answers``); what the correct cache buys on realistic workloads — a cold run,
+a re-run, re-clustering at several thresholds, a recording that grew, a new process reading
+the disk tier — against the uncached pipeline (``uncached_workloads``, ``cached_workloads``);
+and what an hour of audio costs in memory (``entry_sizes``).
 """
 from __future__ import annotations
 
@@ -29,16 +35,23 @@ import hashlib
 import io
 import json
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from ..core.constants import SEGMENTATION_FRAMES, WINDOW_SAMPLES, WINDOW_SECONDS
+from ..core.data import Recording
 from ..core.models import load_segmentation
+from ..measure.scoring import score
 from ..pipelines.optimized import OPTIMIZED
-from ..pipelines.trunks import BlockTrunkDiarization, build_shared_trunk_pipeline
+from ..pipelines.reference import run_pyannote
+from ..pipelines.trunks import BlockTrunkDiarization, build_shared_trunk_pipeline, trunk_and_pool
 from ..portable.onnx import ort_segmentation, ort_trunk
+from ..portable.plain import CAMPPlusModule
 
 
 def _state_bytes(value) -> bytes:
@@ -188,8 +201,175 @@ def cached_optimized_pipeline(cache: ContentCache, embedding="auto",
                                        segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
                                        segmentation_forward=seg, cls=BlockTrunkDiarization)
     model = pipe._embedding.model_
-    if not hasattr(model, "campplus"):
-        raise NotImplementedError("the cached trunk is wired for CAM++ only")
-    trunk_id = f"campplus-trunk/{model_fingerprint(model)}/onnxruntime"
-    pipe.set_trunk(frames_fn=CachedModel(ort_trunk(model, folder), cache, trunk_id))
+    if hasattr(model, "campplus"):  # the optimized pipeline runs the CAM++ trunk in ONNX Runtime
+        trunk_id = f"campplus-trunk/{model_fingerprint(model)}/onnxruntime"
+        frames_fn = ort_trunk(model, folder)
+    else:  # and any other trunk (WeSpeaker ResNet34) in torch, as the optimized pipeline does
+        frames_fn = trunk_and_pool(model)[0]
+        trunk_id = f"{type(model).__name__}-trunk/{model_fingerprint(model)}/torch"
+    pipe.set_trunk(frames_fn=CachedModel(frames_fn, cache, trunk_id))
     return pipe
+
+
+# ---- the chapter's measurements -----------------------------------------------------------
+
+SETTINGS = {
+    "full": {"files": 6, "stale_windows": 24},
+    "smoke": {"files": 1, "stale_windows": 24},
+}
+WINDOW_STEP = 5.0  # seconds between the real windows of the stale-answer check
+THRESHOLD_OFFSETS = (-0.1, -0.05, 0.0, 0.05, 0.1)  # re-clustering: around the frozen threshold
+POWERSET_CLASSES = 7  # segmentation-3.0's output classes per frame
+COLD, RERUN, RECLUSTER = "cold", "re-run", "re-cluster (5 thresholds)"
+GROWN, DISK = "grown recording", "new process, disk tier"
+GLUE_KEYS = {"rerun": RERUN, "recluster": RECLUSTER, "grown": GROWN, "cold": COLD, "disk": DISK}
+
+
+def stale_answers(fp32, int8, windows: torch.Tensor) -> tuple[list[dict], int]:
+    """Cache every window's fp32 segmentation, then ask again for the int8 model (an app after a
+    model update): the guide's cache (keyed on the audio bytes) against the content-addressed
+    one (model fingerprint in the key). Returns (one row per cache: distance of its answer to the
+    int8 model's own output, frames decoded to another class), number of frames compared."""
+    with torch.inference_mode():
+        out32, out8 = fp32(windows), int8(windows)
+    guide = GuideResultCache()
+    for w, o in zip(windows, out32):
+        guide.cache_segmentation(o, w.numpy().tobytes())
+    guide_answer = torch.stack([guide.get_cached_segmentation(w.numpy().tobytes()) for w in windows])
+    ours = ContentCache()
+    CachedModel(fp32, ours)(windows)
+    our_answer = CachedModel(int8, ours)(windows)
+
+    def row(cache, answer_kind, answer):
+        return {"cache": cache, "answer for the int8 model": answer_kind,
+                "max |answer - int8 output|": float((answer - out8).abs().max()),
+                "frames decoded to another class": int((answer.argmax(-1) != out8.argmax(-1)).sum())}
+
+    rows = [row("guide's ResultCache", "the fp32 output (stale)", guide_answer),
+            row("content-addressed (model fingerprint in key)", "recomputed", our_answer)]
+    return rows, out8.shape[0] * out8.shape[1]
+
+
+def run_all(pipe, recs: list[Recording]) -> tuple[float, float]:
+    """(wall seconds, strict DER) of diarizing ``recs`` with ``pipe``; the DER (``measure.scoring``)
+    covers the recordings with a reference (NaN if none) and its scoring is inside the timing."""
+    t0 = time.perf_counter()
+    hyps = [run_pyannote(pipe, rec)[0] for rec in recs]
+    scored = [(rec, hyp) for rec, hyp in zip(recs, hyps) if rec.reference is not None]
+    der = score([r for r, _ in scored], [h for _, h in scored])["totals"]["der_strict"]
+    return time.perf_counter() - t0, der
+
+
+def halves(recs: list[Recording]) -> list[Recording]:
+    """The first half of each recording (no reference): a recording before it grew."""
+    out = []
+    for r in recs:
+        n = r.waveform.shape[-1] // 2
+        out.append(Recording(r.uri + "-first-half", r.waveform[:, :n], None, None, r.source, r.split))
+    return out
+
+
+def thresholds_around(params: dict, offsets=THRESHOLD_OFFSETS) -> list[float]:
+    """Clustering thresholds around the frozen one (a user moving a slider, or tuning)."""
+    return [params["clustering"]["threshold"] + d for d in offsets]
+
+
+def set_threshold(pipe, params: dict, threshold: float) -> None:
+    """Re-instantiate ``pipe`` with ``params`` and another clustering threshold."""
+    pipe.instantiate({"segmentation": dict(params["segmentation"]),
+                      "clustering": dict(params["clustering"], threshold=threshold)})
+
+
+def uncached_workloads(pipe, files: list[Recording], params: dict, thresholds: list[float]) -> dict[str, float]:
+    """Wall seconds of every workload with the uncached pipeline, after a warm-up on the first
+    file (ONNX Runtime sessions, allocator). Without a cache a new process costs a cold run."""
+    run_pyannote(pipe, files[0])
+    out = {COLD: run_all(pipe, files)[0], RERUN: run_all(pipe, files)[0]}
+    total = 0.0
+    for thr in thresholds:
+        set_threshold(pipe, params, thr)
+        total += run_all(pipe, files)[0]
+    out[RECLUSTER] = total
+    out[GROWN] = run_all(pipe, halves(files))[0] + run_all(pipe, files)[0]
+    out[DISK] = out[COLD]
+    return out
+
+
+@dataclass
+class Workloads:
+    """The cached runs: one row per workload, the memory tier after the cold run, and the strict
+    DER of the re-clustering runs by threshold."""
+
+    rows: list[dict]
+    memory_after_cold: int
+    der_by_threshold: dict = field(default_factory=dict)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows).set_index("workload")
+
+
+def cached_workloads(pipe, cache: ContentCache, files: list[Recording], params: dict, thresholds: list[float],
+                     uncached: dict[str, float], warmup: Recording) -> Workloads:
+    """Every workload through the cached pipeline, in order: cold (empty cache, after a warm-up on
+    ``warmup``, a file outside ``files``, and a clear), re-run, re-cluster, grown recording (from
+    an empty memory tier and disk), new process (memory tier emptied, disk tier kept). Each row:
+    seconds, speed-up over ``uncached``, hit rate of its lookups, memory tier size."""
+    run_pyannote(pipe, warmup)
+    cache.clear()
+    result = Workloads([], 0)
+
+    def measure(name, fn):
+        before = (cache.stats.hits, cache.stats.misses)
+        seconds = fn()
+        hits, misses = cache.stats.hits - before[0], cache.stats.misses - before[1]
+        result.rows.append({"workload": name, "uncached (s)": uncached[name], "cached (s)": seconds,
+                            "speed-up": uncached[name] / seconds, "hit rate": hits / max(hits + misses, 1),
+                            "cache in memory (MiB)": cache.memory_bytes / 2**20})
+
+    def recluster():
+        total = 0.0
+        for thr in thresholds:
+            set_threshold(pipe, params, thr)
+            seconds, der = run_all(pipe, files)
+            result.der_by_threshold[thr] = der
+            total += seconds
+        return total
+
+    measure(COLD, lambda: run_all(pipe, files)[0])
+    result.memory_after_cold = cache.memory_bytes
+    measure(RERUN, lambda: run_all(pipe, files)[0])
+    measure(RECLUSTER, recluster)
+    set_threshold(pipe, params, params["clustering"]["threshold"])
+    cache.memory.clear()  # the grown-recording workload starts from an empty memory tier...
+    cache.disk.clear()  # ...and an empty disk
+    measure(GROWN, lambda: run_all(pipe, halves(files))[0] + run_all(pipe, files)[0])
+    cache.memory.clear()  # a new process: memory empty, disk tier kept
+    measure(DISK, lambda: run_all(pipe, files)[0])
+    return result
+
+
+def trunk_frames_shape(model) -> tuple[int, ...]:
+    """Shape of the trunk frames of one 10 s block: what the cache stores per block (CAM++: the
+    ``frames`` of ``CAMPPlusModule`` with the convolutional fbank, as the optimized pipeline)."""
+    x = torch.zeros(1, 1, WINDOW_SAMPLES)
+    with torch.inference_mode():
+        if hasattr(model, "campplus"):
+            return tuple(CAMPPlusModule(model, front="conv", output="frames")(x).shape)
+        return tuple(trunk_and_pool(model)[0](x).shape)
+
+
+def entry_sizes(model, segmentation_step: float = OPTIMIZED["segmentation_step"]) -> pd.DataFrame:
+    """Bytes per cache entry and MiB per hour of audio: one segmentation window per step, one
+    trunk block per 10 s."""
+    seg_bytes = SEGMENTATION_FRAMES * POWERSET_CLASSES * 4
+    windows_per_hour = 3600 / (WINDOW_SECONDS * segmentation_step)
+    shape = trunk_frames_shape(model)
+    trunk_bytes = int(np.prod(shape[1:])) * 4
+    blocks_per_hour = 3600 / WINDOW_SECONDS
+    return pd.DataFrame([
+        {"entry": f"segmentation window ({SEGMENTATION_FRAMES} x {POWERSET_CLASSES} float32)", "bytes": seg_bytes,
+         "entries per hour of audio": windows_per_hour, "MiB per hour": seg_bytes * windows_per_hour / 2**20},
+        {"entry": f"embedding-trunk block ({' x '.join(map(str, shape[1:]))} float32)", "bytes": trunk_bytes,
+         "entries per hour of audio": blocks_per_hour, "MiB per hour": trunk_bytes * blocks_per_hour / 2**20},
+    ])

@@ -15,6 +15,14 @@
 - ``EnsembleDiarization`` computes each member's embeddings once per file (cached in the file
   dict, like pyannote's training cache) and fuses them with the current weights, so thresholds
   and weights can be swept by re-clustering only.
+
+The chapter's measurements: ``build_members`` makes the members, with the chosen embedding model
+(CAM++, or WeSpeaker ResNet34 when its weights are supplied) first, GE2E second and the other
+of CAM++ / ResNet34 third when it is at hand; ``fusion_configs`` names the weightings of the
+first member against the others; ``threshold_sweep`` gives each its clustering threshold on the
+tune split and ``tuned_table`` scores the tuned configurations on the test split with their
+measured cost; ``tta_table`` does the same for segmentation test-time augmentation. DER over a
+set goes through ``diaropt.measure.scoring.score``.
 """
 from __future__ import annotations
 
@@ -24,8 +32,28 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from ..pipelines.trunks import SharedTrunkDiarization, embed_active_chunks, embedding_masks
+from ..measure.scoring import score
+from ..pipelines.trunks import (
+    SharedTrunkDiarization,
+    build_shared_trunk_pipeline,
+    embed_active_chunks,
+    embedding_masks,
+    trunk_and_pool,
+)
+
+STEP = 0.5  # segmentation step, as a fraction of the 10 s window (5 s): every configuration shares it
+BATCH = 8  # segmentation and embedding batch (chunks)
+SETTINGS = {
+    # thresholds: the clustering thresholds swept on the tune split for every configuration;
+    # base_weights: the weights of the first member (the chosen embedding model) against the others
+    "full": {"thresholds": list(np.round(np.arange(0.30, 1.31, 0.05), 2)), "base_weights": [1.0, 0.75, 0.5, 0.25, 0.0]},
+    "smoke": {"thresholds": [0.5, 0.7, 0.9], "base_weights": [1.0, 0.5, 0.0]},
+}
+# Segmentation TTA: the window advanced by fractions of the 270-sample frame hop.
+TTA_SETS = {"1 member (no TTA)": [0], "2 members (0, 135)": [0, 135], "3 members (0, 90, 180)": [0, 90, 180]}
+MODEL_LABELS = {"campplus": "CAM++", "resnet34": "ResNet34"}
 
 
 class GuideEnsembleDiarizationModel(nn.Module):
@@ -211,3 +239,174 @@ class EnsembleDiarization(SharedTrunkDiarization):
 def embedding_seconds(files: list[dict], name: str) -> float:
     """Wall seconds member ``name`` spent embedding the given (cached) files."""
     return sum(f[EnsembleDiarization.CACHE][f"{name} seconds"] for f in files)
+
+
+# ---- the chapter's measurements --------------------------------------------------------------
+
+def model_member(name: str, model, folder) -> tuple:
+    """``(fn(waveforms, masks) -> (B, S, D), D)`` of an embedding model: CAM++ through its ONNX
+    Runtime trunk (``portable.onnx.ort_trunk``, exported into ``folder``), any other model through
+    its torch trunk and pooling (``trunk_and_pool``)."""
+    if name == "campplus":
+        from ..portable.onnx import ort_trunk
+
+        trunk = ort_trunk(model, folder)
+        return (lambda w, m: model.campplus.pool_and_embed(trunk(w), m), model.dimension)
+    frames_of, pool = trunk_and_pool(model)
+    return (lambda w, m: pool(frames_of(w), m), model.dimension)
+
+
+def build_members(choice, folder, ge2e_chunk: GE2EChunkEmbedding, campplus=None) -> tuple[dict, str]:
+    """The embedding members, ``{label: (fn, dim)}``, and a note on ResNet34.
+
+    First the chosen embedding model (``choice``, a ``core.models.EmbeddingChoice``), then GE2E,
+    then the other of CAM++ / ResNet34 when it is at hand (CAM++ always is; ``campplus`` reuses
+    an already loaded CAM++)."""
+    from ..core.models import load_campplus, load_resnet34, resnet34_available
+
+    members = {MODEL_LABELS[choice.name]: model_member(choice.name, choice.model, folder),
+               "GE2E": (ge2e_chunk, ge2e_chunk.dimension)}
+    if choice.name == "campplus":
+        if resnet34_available():
+            members["ResNet34"] = model_member("resnet34", load_resnet34(), folder)
+            return members, "WeSpeaker ResNet34: included"
+        return members, "WeSpeaker ResNet34: weights not present offline, not included"
+    members["CAM++"] = model_member("campplus", campplus if campplus is not None else load_campplus(), folder)
+    return members, "WeSpeaker ResNet34: included, as the chosen embedding model (the first member)"
+
+
+def ensemble_pipeline(embedding: str, segmentation_forward, members: dict, weights: dict) -> EnsembleDiarization:
+    """pyannote's pipeline (frozen parameters of ``embedding``, step ``STEP``) with the given
+    segmentation forward and fused embedding members."""
+    pipe = build_shared_trunk_pipeline(embedding, segmentation_step=STEP, segmentation_batch_size=BATCH,
+                                       chunk_batch=BATCH, segmentation_forward=segmentation_forward,
+                                       cls=EnsembleDiarization)
+    pipe.set_members(members, weights)
+    return pipe
+
+
+def embed_splits(pipe: EnsembleDiarization, splits: dict[str, list[dict]]) -> dict[str, float]:
+    """Run ``pipe`` once over every pyannote file of each split, filling the per-file caches
+    (segmentation and every member's embeddings): wall seconds per split."""
+    wall = {}
+    for split, files in splits.items():
+        t0 = time.perf_counter()
+        for f in tqdm(files, desc=f"embed {split}"):
+            pipe(f)
+        wall[split] = time.perf_counter() - t0
+    return wall
+
+
+def others_label(members, base: str) -> str:
+    """The members other than ``base``, as one label ("GE2E", "GE2E+ResNet34")."""
+    return "+".join(n for n in members if n != base)
+
+
+def fusion_configs(members, base: str, base_weights) -> dict[str, dict]:
+    """``{label: weights}``: ``base`` at each weight ``w``, the others sharing ``1 - w`` equally
+    ("CAM++ alone", "CAM++ 0.75 / GE2E 0.25", "GE2E alone")."""
+    others = [n for n in members if n != base]
+    label = others_label(members, base)
+    configs = {}
+    for w in base_weights:
+        name = f"{base} {w:.2f} / {label} {1 - w:.2f}" if 0 < w < 1 else (f"{base} alone" if w == 1 else f"{label} alone")
+        configs[name] = {base: w, **{n: (1 - w) / len(others) for n in others}}
+    return configs
+
+
+def split_totals(pipe: EnsembleDiarization, files: list[dict], recs, weights: dict, threshold: float) -> dict:
+    """DER totals of ``pipe`` with ``weights`` and clustering ``threshold`` over a split
+    (re-clustering only: the files carry the cached segmentation and embeddings)."""
+    pipe.set_weights(weights)
+    pipe.clustering.threshold = float(threshold)
+    return score(recs, [pipe(f).speaker_diarization for f in files])["totals"]
+
+
+def threshold_sweep(pipe: EnsembleDiarization, files: list[dict], recs, configs: dict, thresholds):
+    """Strict DER (%) on the tune split of every (configuration, threshold): a DataFrame with
+    columns config, threshold, tune DER strict (%)."""
+    import pandas as pd
+
+    rows = []
+    for label, weights in tqdm(configs.items(), desc="threshold sweeps (tune)"):
+        for th in thresholds:
+            rows.append({"config": label, "threshold": th,
+                         "tune DER strict (%)": 100 * split_totals(pipe, files, recs, weights, th)["der_strict"]})
+    return pd.DataFrame(rows)
+
+
+def tuned_table(pipe: EnsembleDiarization, sweep, configs: dict, files: list[dict], recs, member_seconds: dict,
+                test_wall: float, base: str):
+    """Each configuration at its tune-split threshold, scored on the test split, with its cost:
+    embedding seconds of its members (x ``base``'s) and the pipeline's (segmentation, clustering
+    and aggregation, ``test_wall`` minus every member's seconds, plus its members'), and its DER
+    change against ``base`` alone."""
+    import pandas as pd
+
+    seg_and_rest = test_wall - sum(member_seconds.values())  # segmentation, clustering, aggregation
+    rows = []
+    for label, weights in configs.items():
+        g = sweep[sweep["config"] == label]
+        best = g.loc[g["tune DER strict (%)"].idxmin()]
+        t = split_totals(pipe, files, recs, weights, best["threshold"])
+        emb_s = sum(member_seconds[n] for n, w in weights.items() if w > 0)
+        rows.append({"config": label, "tuned threshold": best["threshold"], "tune DER (%)": best["tune DER strict (%)"],
+                     "test DER strict (%)": 100 * t["der_strict"], "test DER FluidAudio (%)": 100 * t["der_fluidaudio"],
+                     f"embedding cost (x {base})": emb_s / member_seconds[base],
+                     f"pipeline cost (x {base} alone)": (seg_and_rest + emb_s) / (seg_and_rest + member_seconds[base])})
+    ens = pd.DataFrame(rows).set_index("config")
+    alone = ens.loc[f"{base} alone"]
+    ens[f"Δ strict vs {base} (pts)"] = ens["test DER strict (%)"] - alone["test DER strict (%)"]
+    ens[f"Δ FluidAudio vs {base} (pts)"] = ens["test DER FluidAudio (%)"] - alone["test DER FluidAudio (%)"]
+    return ens
+
+
+def best_fusion(ens, members, base: str):
+    """The fused configuration (neither member set alone) with the lowest *tune* DER: chosen on
+    the tune split, reported on test."""
+    fused = ens.drop(index=[f"{base} alone", f"{others_label(members, base)} alone"])
+    return fused.loc[fused["tune DER (%)"].idxmin()]
+
+
+def tta_table(segmentation: nn.Module, embedding: str, base: str, member: tuple, threshold: float, recs,
+              tta_sets: dict = TTA_SETS):
+    """Segmentation TTA over shifted windows (``shifted_tta`` of ``segmentation``, in torch) with
+    one embedding member at its tuned ``threshold``, on fresh files: test DER, wall seconds of the
+    pipeline, and the changes and cost ratios against the first set (no TTA)."""
+    import pandas as pd
+
+    rows = []
+    for label, shifts in tqdm(tta_sets.items(), desc="segmentation TTA"):
+        tta = shifted_tta(segmentation, shifts)
+        p = ensemble_pipeline(embedding, tta.forward, {base: member}, {base: 1.0})
+        p.clustering.threshold = threshold
+        files = [r.as_pyannote_file() for r in recs]
+        t0 = time.perf_counter()
+        hyps = [p(f).speaker_diarization for f in files]
+        total = time.perf_counter() - t0
+        t = score(recs, hyps)["totals"]
+        rows.append({"segmentation": label, "test DER strict (%)": 100 * t["der_strict"],
+                     "test DER FluidAudio (%)": 100 * t["der_fluidaudio"], "wall (s)": total,
+                     "segmentation + rest (s)": total - embedding_seconds(files, base)})
+    tab = pd.DataFrame(rows).set_index("segmentation")
+    first = tab.iloc[0]
+    tab["Δ strict (pts)"] = tab["test DER strict (%)"] - first["test DER strict (%)"]
+    tab["Δ FluidAudio (pts)"] = tab["test DER FluidAudio (%)"] - first["test DER FluidAudio (%)"]
+    tab["pipeline cost (x)"] = tab["wall (s)"] / first["wall (s)"]
+    tab["segmentation cost (x)"] = tab["segmentation + rest (s)"] / first["segmentation + rest (s)"]
+    return tab
+
+
+def worth(delta: float, cost: float) -> str:
+    """A DER change (points; below -0.5 is a real gain) against its cost multiplier, in words."""
+    if delta > -0.5:
+        return f"not worth it: {delta:+.2f} points for {cost:.2f}x the time"
+    return f"worth considering: {delta:+.2f} points for {cost:.2f}x the time"
+
+
+def cost_verdict(*costs: float) -> str:
+    """The guide's "efficiently": refuted when every ensemble costs more than its single model."""
+    shown = " and ".join(f"{c:.2f}x" for c in costs)
+    if all(c > 1.0 for c in costs):
+        return f"refuted: {shown} the time"
+    return f"partly: {shown} the time"

@@ -1,23 +1,43 @@
-"""Chapter 01, operation fusion.
+"""Chapter 01, operation fusion: the guide's fused post-processing, checked and measured.
 
-Three levels, each checked for equality with the reference:
+The guide claims that fusing segmentation-3.0's post-processing (reshape -> softmax -> argmax ->
+one-hot -> powerset mapping) into one JIT-compiled function gives 1.2x speed at no cost in size
+or DER. Its snippet does not run (``guide_snippet``: ``@torch.jit.script_method`` belongs to
+``torch.jit.ScriptModule`` only). This module checks fusion at three levels, each time proving
+the fused code equal to the reference before timing it:
 
 1. **Powerset decode** (the guide's snippet): reshape -> softmax -> argmax -> one-hot -> matmul
    with the 7x3 mapping. Softmax is monotonic, so argmax of the log-probabilities already gives
-   the class; one-hot + matmul is a row lookup. ``decode_fused`` = ``mapping[argmax]``.
-2. **Model-level**: SincNet filters baked (``diaropt.portable.plain``), BatchNorm folded into the
-   preceding convolution (``fold_campplus_batchnorm``, torch's ``fuse_conv_bn_eval``),
-   TorchScript freeze, ``torch.compile``.
-3. **Shared embedding trunk** (``diaropt.pipelines.trunks``).
+   the class; one-hot + matmul is a row lookup. ``decode_fused`` = ``mapping[argmax]``;
+   ``decode_table`` times the three decoders against one model call (Amdahl's ceiling).
+2. **Model-level** (``model_fusion_tables``): SincNet filters baked (``diaropt.portable.plain``),
+   BatchNorm folded into the preceding convolution (``fold_campplus_batchnorm``, torch's
+   ``fuse_conv_bn_eval``; CAM++ only, it walks CAM++'s modules), TorchScript freeze,
+   ``torch.compile``.
+3. **Shared embedding trunk** (``diaropt.pipelines.trunks``; ``trunk_runs`` / ``trunk_table``):
+   the trunk once per chunk instead of once per (chunk, speaker), silent speakers skipped.
 """
 from __future__ import annotations
 
+import time
+
+import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..portable.plain import PlainSegmentation
+from ..measure.timing import time_call
+from ..portable.plain import CAMPPlusModule, PlainSegmentation
+
+SETTINGS = {
+    # repeats: timed calls per model variant (decoders: 10x as many); trunk_files: test files for
+    # the shared-trunk runs; compile: whether torch.compile (minutes of compilation) is measured
+    "full": {"repeats": 20, "trunk_files": 5, "compile": True},
+    "smoke": {"repeats": 3, "trunk_files": 1, "compile": False},
+}
+
+TRUNK_VARIANTS = ("reference", "shared-trunk", "shared-trunk-skip")
 
 
 def powerset():
@@ -38,6 +58,34 @@ def decode_guide(log_probs: torch.Tensor, mapping: torch.Tensor) -> torch.Tensor
     indices = torch.argmax(probs, dim=-1)
     one_hot = F.one_hot(indices, mapping.shape[0]).float()
     return torch.matmul(one_hot, mapping)
+
+
+def guide_snippet(segmentation, window: torch.Tensor) -> str:
+    """Define and run the guide's ``FusedSegmentationWrapper`` as written; "ran" or the error.
+
+    The class body is the guide's code verbatim, fixed shapes (1, 589, 7) included."""
+    try:
+        class FusedSegmentationWrapper(nn.Module):
+            def __init__(self, base_model):
+                super().__init__()
+                self.base = base_model
+
+            @torch.jit.script_method
+            def fused_postprocess(self, segments_flat: torch.Tensor) -> torch.Tensor:
+                segments_3d = segments_flat.view(1, 589, 7)
+                probs = F.softmax(segments_3d, dim=-1)
+                indices = torch.argmax(probs, dim=-1)
+                one_hot = F.one_hot(indices, 7).float()
+                masks = torch.matmul(one_hot.view(-1, 7), self.powerset_mapping)
+                return masks.view(1, 589, 3)
+
+            def forward(self, audio):
+                return self.fused_postprocess(self.base(audio))
+
+        FusedSegmentationWrapper(segmentation)(window)
+        return "ran"
+    except Exception as e:  # noqa: BLE001 - the failure is the measurement
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
 
 
 def decode_fused(log_probs: torch.Tensor, mapping: torch.Tensor) -> torch.Tensor:
@@ -122,3 +170,147 @@ def freeze_torchscript(module: nn.Module, example: torch.Tensor, optimize: bool 
         traced = torch.jit.trace(module.eval(), example, check_trace=False)
         frozen = torch.jit.freeze(traced)
         return torch.jit.optimize_for_inference(frozen) if optimize else frozen
+
+
+# --------------------------------------------------------------------------------------------
+# measurements
+
+
+def decode_table(segmentation, window: torch.Tensor, repeats: int) -> pd.DataFrame:
+    """Check the three decoders equal on one window and on 32 noisy copies, then time them
+    (median µs over ``10 * repeats`` calls) and compare with one segmentation call."""
+    mapping = powerset().mapping
+    with torch.inference_mode():
+        batch32 = segmentation(window.repeat(32, 1, 1) + 1e-3 * torch.randn(32, *window.shape[1:]))
+        one = segmentation(window)
+    for logp in (one, batch32):
+        ref = decode_pyannote(logp)
+        assert torch.equal(decode_guide(logp, mapping), ref)
+        assert torch.equal(decode_fused(logp, mapping), ref)
+
+    def time_decoders(logp):
+        rows = {}
+        for name, fn in [("pyannote Powerset", lambda: decode_pyannote(logp)),
+                         ("guide chain (fixed)", lambda: decode_guide(logp, mapping)),
+                         ("fused lookup", lambda: decode_fused(logp, mapping))]:
+            with torch.inference_mode():
+                rows[name] = time_call(fn, warmup=5, repeats=10 * repeats).median * 1e6
+        return rows
+
+    decode = pd.DataFrame({"1 window (µs)": time_decoders(one), "32 windows (µs)": time_decoders(batch32)})
+    with torch.inference_mode():
+        model_us = time_call(lambda: segmentation(window), warmup=2, repeats=repeats).median * 1e6
+    decode["share of one model call (%)"] = 100 * decode["1 window (µs)"] / model_us
+    return decode
+
+
+def measure_variant(name: str, fn, window: torch.Tensor, reference: torch.Tensor, repeats: int,
+                    compile_seconds: float | None = None) -> dict:
+    """Median/IQR latency of ``fn(window)`` and its largest absolute difference from ``reference``."""
+    with torch.inference_mode():
+        out = fn(window)
+        t = time_call(lambda: fn(window), warmup=3, repeats=repeats)
+    return {"variant": name, "median (ms)": 1e3 * t.median, "IQR (ms)": 1e3 * t.iqr,
+            "max |error|": float((out - reference).abs().max()), "compile/prepare (s)": compile_seconds}
+
+
+def timed_prepare(make):
+    """``(make(), seconds it took)``."""
+    t0 = time.perf_counter()
+    fn = make()
+    return fn, time.perf_counter() - t0
+
+
+def compiled(module: nn.Module, window: torch.Tensor):
+    """``torch.compile`` (Inductor, static shapes), compiled by a first call on ``window``."""
+    fn = torch.compile(module, mode="default", dynamic=False)
+    with torch.inference_mode():
+        fn(window)  # compilation happens on the first call
+    return fn
+
+
+def embedding_fusion_scope(choice, compile_models: bool) -> str:
+    """What the embedding table measures for this embedding model (the chapter's prose shows it)."""
+    if choice.name == "campplus":
+        extra = ", and `torch.compile`" if compile_models else "; `torch.compile` in the full profile only"
+        return f"BatchNorm folding and the folded model frozen with TorchScript{extra}"
+    return (f"the eager {choice.name} model only: BatchNorm folding walks CAM++'s own module structure "
+            "(FCM head, TDNN and CAM dense layers), so it and the rows built on it are measured for CAM++ only")
+
+
+def model_fusion_tables(segmentation, choice, window: torch.Tensor, repeats: int,
+                        compile_models: bool) -> tuple[dict[str, pd.DataFrame], int | None]:
+    """Latency and error of each model-level fusion, one table per model
+    (``{"segmentation-3.0": ..., "embedding (<name>)": ...}``) with the speed-up vs eager, and
+    the number of folded conv+BN pairs (None when the embedding is not CAM++)."""
+    from ..core.models import load_campplus
+
+    embedding = choice.model
+    seg_rows, emb_rows, n_folded = [], [], None
+    with torch.inference_mode():
+        seg_ref = segmentation(window)
+        emb_ref = embedding(window)
+    seg_rows.append(measure_variant("pyannote eager (reference)", segmentation, window, seg_ref, repeats))
+    plain = PlainSegmentation(segmentation)
+    seg_rows.append(measure_variant("baked SincNet (plain module)", plain, window, seg_ref, repeats))
+    frozen, s = timed_prepare(lambda: freeze_torchscript(plain, window))
+    seg_rows.append(measure_variant("TorchScript frozen", frozen, window, seg_ref, repeats, s))
+    opt, s = timed_prepare(lambda: freeze_torchscript(plain, window, optimize=True))
+    seg_rows.append(measure_variant("TorchScript frozen + optimize_for_inference", opt, window, seg_ref, repeats, s))
+
+    emb_rows.append(measure_variant(f"{choice.name} eager (reference)", embedding, window, emb_ref, repeats))
+    if choice.name == "campplus":
+        folded = load_campplus()
+        n_folded = fold_campplus_batchnorm(folded.campplus)
+        emb_rows.append(measure_variant(f"BatchNorm folded ({n_folded} pairs)", folded, window, emb_ref, repeats))
+        frozen_e, s = timed_prepare(lambda: freeze_torchscript(CAMPPlusModule(folded), window))
+        emb_rows.append(measure_variant("folded + TorchScript frozen", frozen_e, window, emb_ref, repeats, s))
+
+    if compile_models:
+        c, s = timed_prepare(lambda: compiled(PlainSegmentation(segmentation), window))
+        seg_rows.append(measure_variant("torch.compile (plain module)", c, window, seg_ref, repeats, s))
+        if choice.name == "campplus":
+            c, s = timed_prepare(lambda: compiled(CAMPPlusModule(load_campplus()), window))
+            emb_rows.append(measure_variant("torch.compile", c, window, emb_ref, repeats, s))
+
+    tables = {}
+    for label, rows in (("segmentation-3.0", seg_rows), (f"embedding ({choice.name})", emb_rows)):
+        df = pd.DataFrame(rows).set_index("variant")
+        df["speed-up vs eager"] = df["median (ms)"].iloc[0] / df["median (ms)"]
+        tables[label] = df
+    return tables, n_folded
+
+
+def best_speedup(table: pd.DataFrame) -> float:
+    """The largest speed-up over eager among the fused rows (NaN when there are none)."""
+    rows = table["speed-up vs eager"].iloc[1:]
+    return float(rows.max()) if len(rows) else float("nan")
+
+
+def show(df: pd.DataFrame) -> pd.DataFrame:
+    """Round timings; keep errors in scientific notation (float32 rounding is ~1e-6)."""
+    out = df.round(4)
+    out["max |error|"] = df["max |error|"].map("{:.1e}".format)
+    return out
+
+
+def trunk_runs(recordings: list, profile: str, embedding: str, variants=TRUNK_VARIANTS) -> dict[str, dict]:
+    """``run_benchmark`` of each variant on the same recordings, in this order, in this process."""
+    from ..measure.benchmark import run_benchmark
+
+    return {name: run_benchmark(name, recordings=recordings, profile=profile, embedding=embedding)
+            for name in variants}
+
+
+def trunk_table(runs: dict[str, dict]) -> pd.DataFrame:
+    """Embedding-stage and end-to-end time, speed-ups over the first run (the reference) and DER."""
+    ref_t = next(iter(runs.values()))["totals"]
+    rows = []
+    for name, r in runs.items():
+        t = r["totals"]
+        rows.append({"variant": name, "embedding stage (s)": t["stage_seconds"]["embedding"],
+                     "total (s)": t["wall_seconds"], "RTFx": t["rtfx"],
+                     "embedding speed-up": ref_t["stage_seconds"]["embedding"] / t["stage_seconds"]["embedding"],
+                     "end-to-end speed-up": ref_t["wall_seconds"] / t["wall_seconds"],
+                     "DER strict (%)": 100 * t["der_strict"], "DER FluidAudio (%)": 100 * t["der_fluidaudio"]})
+    return pd.DataFrame(rows).set_index("variant")

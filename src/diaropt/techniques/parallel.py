@@ -8,6 +8,10 @@ worker builds its pipeline once. ``threads`` is the number of compute threads *p
 The guide's Swift ``processBatch`` is ported in ``guide_process_batch``: when a slot is needed
 it awaits ``group.next()`` and throws the finished task's result away, so only the last
 ``maxConcurrent`` results survive. ``process_batch`` keeps every result, in input order.
+
+``compare_modes`` runs the chapter's table: every mode of ``MODES`` on the same files, with its
+wall time, start-up, peak memory per process, throughput against the sequential run and
+whether its output equals the sequential output; ``verdicts`` reads the guide's claims off it.
 """
 from __future__ import annotations
 
@@ -18,6 +22,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 from ..measure.memory import peak_rss_mib
+
+# (mode, number of workers, compute threads per worker); run by ``compare_modes`` in this order.
+MODES = [("sequential", 1, 2), ("threads", 2, 1), ("processes", 2, 1), ("processes", 2, 2),
+         ("processes", 4, 1), ("dask (local cluster)", 2, 1)]
+
+SETTINGS = {
+    # modes: indices into MODES; timed_files: how many test files the modes diarize (None: all)
+    "full": {"modes": [0, 1, 2, 3, 4, 5], "timed_files": None},
+    "smoke": {"modes": [0, 2, 5], "timed_files": 2},
+}
 
 _LOCAL = threading.local()
 _BUILD = threading.Lock()  # building a pipeline exports ONNX models: torch's exporter state is global
@@ -146,3 +160,67 @@ def run_async(coro):
         return asyncio.run(coro)
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+# ---- the chapter's comparison ----------------------------------------------------------------
+
+def _runner(mode: str):
+    return {"sequential": run_sequential, "threads": run_threads, "processes": run_processes,
+            "dask (local cluster)": run_dask}[mode]
+
+
+def compare_modes(recs, modes, cores: int, embedding: str = "auto", variant: str = "optimized"):
+    """Run each ``(mode, workers, threads)`` over ``recs`` (the first one must be sequential) and
+    return ``(table, runs)``: one row per mode (start-up, wall, RTFx, peak RSS per process,
+    throughput vs sequential, same output as sequential) and the raw results by row label."""
+    import pandas as pd
+
+    audio = sum(r.duration for r in recs)
+    runs, rows = {}, []
+    for mode, workers, threads in modes:
+        kw = {"embedding": embedding, "variant": variant}
+        fn = _runner(mode)
+        out = fn(recs, threads=threads, **kw) if mode == "sequential" else fn(recs, workers=workers, threads=threads, **kw)
+        label = f"{mode}, {workers} x {threads} thread{'s' if threads > 1 else ''}"
+        runs[label] = out
+        per_pid: dict[int, float] = {}
+        for r in out["results"]:
+            per_pid[r["pid"]] = max(per_pid.get(r["pid"], 0.0), r["peak_rss_mib"])
+        rows.append({"mode": label, "workers x threads": workers * threads, "oversubscribed": workers * threads > cores,
+                     "start-up (s)": out["startup"], "wall (s)": out["wall"], "RTFx": audio / out["wall"],
+                     "peak RSS per process (MiB)": max(per_pid.values()), "processes": len(per_pid)})
+    table = pd.DataFrame(rows).set_index("mode")
+    seq_label = next(iter(runs))
+    table["throughput vs sequential"] = table["RTFx"] / table.loc[seq_label, "RTFx"]
+    seq_turns = [r["turns"] for r in runs[seq_label]["results"]]
+    table["same output as sequential"] = [[r["turns"] for r in o["results"]] == seq_turns for o in runs.values()]
+    return table, runs
+
+
+def first_value(table, prefix: str, column: str = "throughput vs sequential") -> float:
+    """``column`` of the first mode whose label starts with ``prefix`` (NaN when none ran)."""
+    rows = table[table.index.str.startswith(prefix)]
+    return float(rows[column].iloc[0]) if len(rows) else float("nan")
+
+
+def verdicts(table, kept: int, files: int) -> dict[str, str]:
+    """The verdict column of the chapter's table, from the measurements: throughput (a real gain
+    is 1.1x or more), oversubscription (confirmed when no oversubscribed mode beats the best one
+    that fits the cores) and the snippet (wrong when it returned fewer results than files)."""
+    gains = table["throughput vs sequential"].iloc[1:]
+    best = float(gains.max()) if len(gains) else float("nan")
+    over = table.loc[table["oversubscribed"], "throughput vs sequential"]
+    fits = table.loc[~table["oversubscribed"], "throughput vs sequential"]  # sequential included
+    if best >= 1.1:
+        throughput = "partly: a gain, bounded by the cores, not by the number of files"
+    else:
+        throughput = "refuted here: no gain on these cores"
+    if not len(over):
+        limit = "not measured in this profile"
+    elif over.max() <= fits.max():
+        limit = "confirmed: more threads than cores does not help"
+    else:
+        limit = "refuted here: an oversubscribed mode was fastest"
+    snippet = ("wrong as written; fixed above" if kept < files
+               else "no loss here: the bug needs more files than the concurrency limit")
+    return {"par_verdict_throughput": throughput, "par_verdict_limit": limit, "par_verdict_snippet": snippet}

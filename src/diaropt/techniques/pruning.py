@@ -3,7 +3,9 @@ channels and LSTM units for real, with a short knowledge-distillation recovery.
 
 - ``guide_prune_model`` is the guide's snippet (its missing ``import torch.nn as nn`` added):
   ``prune.ln_structured`` + ``prune.remove`` write zeros into 30 % of each Linear/Conv's output
-  rows; every tensor keeps its shape, so the stored model and its arithmetic do not shrink.
+  rows; every tensor keeps its shape, so the stored model and its arithmetic do not shrink
+  (``model_rows``, ``snippet_figures``). CoreML's ``prune_weights`` stores such zeros sparsely
+  (``coreml_sparse_table``).
 - segmentation-3.0 (PyanNet) spends most of its parameters and FLOPs in a 4-layer bidirectional
   LSTM. torch-pruning 1.6.1's ``LSTMPruner`` asserts ``num_layers == 1`` (and slices
   ``weight_hh`` along one axis only), so the LSTM is pruned here by surgery: a unit of layer
@@ -12,21 +14,47 @@ channels and LSTM units for real, with a short knowledge-distillation recovery.
   ``segmentation_keep`` chooses the units (L2 norm of their incoming weights);
   ``prune_segmentation`` builds the smaller model and ``zero_segmentation`` the same selection
   as zeros: a unit whose incoming weights and biases are zero outputs exactly 0, so the two
-  must agree (a test).
+  must agree (a test, and ``structural_students`` checks it in the chapter).
 - CAM++ is convolutional with dense concatenations: torch-pruning's dependency graph handles
-  it (``prune_campplus``); the 192-d embedding layer keeps its outputs.
+  it (``prune_campplus``); the 192-d embedding layer keeps its outputs. This needs CAM++'s
+  module structure: with another embedding model the chapter prunes segmentation only
+  (``campplus_scope`` says so on the page).
+- ``distill`` recovers accuracy from the unpruned teacher on unlabelled tune-split audio
+  (``distillation_set``, ``distill_students``); ``der_table`` scores every variant in the
+  ``optimized`` pipeline; ``verdicts`` and ``summary`` give the chapter's verdict and the
+  figures chapter 90 reads (``pruning-summary-<profile>.json``).
 """
 from __future__ import annotations
 
 import copy
+import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..measure.cost import parameter_count, sizes_mb  # noqa: F401  (the chapter's size table)
+from ..book.verdicts import der_verdict, speed_verdict
+from ..core.constants import SAMPLE_RATE
+from ..measure.cost import count_flops, package_bytes, parameter_count, sizes_mb
+from ..measure.timing import time_call
+
+SETTINGS = {
+    "full": {"ratios": [0.3, 0.5], "kd_steps": {"segmentation-3.0": 60, "CAM++": 30}, "repeats": 7,
+             "train_conversations": 12},
+    "smoke": {"ratios": [0.3], "kd_steps": {"segmentation-3.0": 2, "CAM++": 2}, "repeats": 2,
+              "train_conversations": 1},
+}
+SEG, EMB = "segmentation-3.0", "CAM++"
+GUIDE_RATIO = 0.3  # the guide's ``sparsity`` (its table's "Pruning (30%)")
+KD_LR = {SEG: 3e-3, EMB: 1e-3}  # Adam learning rates of the distillation
+KD_BATCH = 8
+TRAIN_SECONDS, TRAIN_STEP = 60.0, 2.5  # simulated tune conversations, and the step of their 10 s windows
+CROP_SECONDS = 3.0  # CAM++ students fit the teacher's embedding of the first 3 s of each window
+SNIPPET_WINDOWS = 8  # real 10 s test windows for the per-window timings
+CORE_ML_SPARSITY = (0.3, 0.5)  # coremltools' magnitude pruner targets
 
 # ------------------------------------------------------------------------------------------
 # the guide's snippet, and what it leaves behind
@@ -242,3 +270,301 @@ def powerset_kl(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor
 
 def cosine_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(student_emb, teacher_emb, dim=-1)).mean()
+
+
+# ------------------------------------------------------------------------------------------
+# the chapter: which models, the snippet's zeros, CoreML's sparse format
+
+
+def campplus_scope(choice) -> tuple[bool, str]:
+    """Whether the chapter's CAM++ sections run for this embedding choice, and the sentence
+    the page shows about it."""
+    if choice.name == "campplus":
+        return True, (f"the embedding model of this build is CAM++ ({choice.model_id}), so the CAM++ rows "
+                      "(guide snippet, structural pruning, distillation, DER) are measured")
+    return False, (f"the embedding model of this build is {choice.model_id} ({choice.reason}); CAM++'s rows need "
+                   "CAM++'s module structure (torch-pruning's dependency graph over its dense blocks, its fbank "
+                   "front end for distillation, the block trunk of the optimized pipeline), so they are skipped "
+                   "and read n/a: only segmentation-3.0 is pruned and scored here")
+
+
+def snippet_as_written(model: nn.Module) -> str:
+    """What running the guide's snippet as written does to a copy of ``model``."""
+    try:
+        run_guide_snippet(copy.deepcopy(model), fix_import=False)
+    except NameError as e:
+        return f"NameError ({e})"
+    return "nothing"
+
+
+def model_rows(models: dict, x: torch.Tensor, repeats: int) -> list[dict]:
+    """Per model: parameters, exactly-zero values, stored and xz-compressed size, and the
+    forward time per window of ``model(x)`` (median and IQR)."""
+    rows = []
+    with torch.inference_mode():
+        for name, module in models.items():
+            t = time_call(lambda m=module: m(x), warmup=1, repeats=repeats)
+            rows.append({"model": name, "parameters": parameter_count(module), "zeros (%)": 100 * zero_fraction(module),
+                         **sizes_mb(module), "ms / window": 1e3 * t.median / len(x), "IQR (ms)": 1e3 * t.iqr / len(x)})
+    return rows
+
+
+def _at(table, key, column) -> float:
+    """``table.loc[key, column]``, NaN when the row is absent (a model this build skipped)."""
+    try:
+        return float(table.loc[key, column])
+    except KeyError:
+        return math.nan
+
+
+def snippet_figures(table, seg_ref, seg_guide, x, emb_ref=None, emb_guide=None) -> dict:
+    """The figures the prose quotes about the snippet, ``{glue name: (value, format)}``: zeros,
+    stored / xz size ratios and speed ratios of the guide-pruned models, the LSTM's share of
+    segmentation's parameters, the classifier rows zeroed, frame agreement (segmentation) and
+    embedding cosine (CAM++; NaN without it)."""
+    out = {}
+    for key, name in (("seg", SEG), ("emb", EMB)):
+        pruned = f"{name}, guide-pruned"
+        out[f"pr_guide_{key}_zeros"] = (_at(table, pruned, "zeros (%)"), ".1f")
+        out[f"pr_guide_{key}_size"] = (_at(table, pruned, "stored (MB)") / _at(table, name, "stored (MB)"), ".3f")
+        out[f"pr_guide_{key}_xz"] = (_at(table, pruned, "xz-compressed (MB)") / _at(table, name, "xz-compressed (MB)"), ".2f")
+        out[f"pr_guide_{key}_speed"] = (_at(table, name, "ms / window") / _at(table, pruned, "ms / window"), ".2f")
+    with torch.inference_mode():
+        agree = float((seg_guide(x).argmax(-1) == seg_ref(x).argmax(-1)).float().mean())
+        cos = (float(F.cosine_similarity(emb_guide(x), emb_ref(x)).mean()) if emb_ref is not None else math.nan)
+    out["pr_lstm_share"] = (100 * sum(p.numel() for p in seg_ref.lstm.parameters()) / parameter_count(seg_ref), ".0f")
+    out["pr_dead_classes"] = (int((seg_guide.classifier.weight.abs().sum(1) == 0).sum()), ".0f")
+    out["pr_guide_seg_agree"] = (100 * agree, ".1f")
+    out["pr_guide_emb_cos"] = (cos, ".3f")
+    return out
+
+
+def coreml_sparse_table(specs: dict, workdir: Path):
+    """CoreML fp16 ML programs of each model, dense and with ``prune_weights``: the threshold
+    pruner (exactly the snippet's zeros) for the guide-pruned models, the magnitude pruner at
+    ``CORE_ML_SPARSITY`` for the unpruned ones. ``specs``: name -> (module, example inputs,
+    input names, output name). Sizes are of the saved packages; "vs fp16 dense" is relative to
+    the unpruned model's dense package."""
+    import coremltools.optimize.coreml as cto
+    import pandas as pd
+
+    from ..portable import coreml
+
+    def saved_mb(ml) -> float:
+        return package_bytes(coreml.save(ml, workdir / f"{len(rows)}.mlpackage")) / 1e6
+
+    rows = []
+    for name, (module, example, names, out) in specs.items():
+        ml, _ = coreml.convert(module, example, names, out, "fp16")
+        rows.append({"model": name, "CoreML format": "fp16, dense", "size (MB)": saved_mb(ml)})
+        if "guide" in name:
+            config = cto.OpThresholdPrunerConfig(threshold=1e-12, minimum_sparsity_percentile=0.0)
+            sparse = [("fp16 + prune_weights (threshold: the snippet's zeros)", config)]
+        else:
+            sparse = [(f"fp16 + prune_weights (magnitude {s:.0%})", cto.OpMagnitudePrunerConfig(target_sparsity=s))
+                      for s in CORE_ML_SPARSITY]
+        for label, config in sparse:
+            pruned = cto.prune_weights(ml, cto.OptimizationConfig(global_config=config))
+            rows.append({"model": name, "CoreML format": label, "size (MB)": saved_mb(pruned)})
+    dense = {r["model"]: r["size (MB)"] for r in rows if r["CoreML format"] == "fp16, dense"}
+    for r in rows:
+        r["vs fp16 dense"] = r["size (MB)"] / dense[r["model"].removesuffix(", guide-pruned")]
+    return pd.DataFrame(rows).set_index(["model", "CoreML format"])
+
+
+def coreml_figures(table) -> dict:
+    """Sparse package sizes relative to fp16 dense, ``{glue name: (value, format)}``."""
+    out = {}
+    for key, m in (("seg", SEG), ("emb", EMB)):
+        guide = (f"{m}, guide-pruned", "fp16 + prune_weights (threshold: the snippet's zeros)")
+        out[f"pr_coreml_{key}_guide"] = (_at(table, guide, "vs fp16 dense"), ".2f")
+        for s in CORE_ML_SPARSITY:
+            out[f"pr_coreml_{key}_mag{int(100 * s)}"] = (_at(table, (m, f"fp16 + prune_weights (magnitude {s:.0%})"),
+                                                             "vs fp16 dense"), ".2f")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# the chapter: structural pruning, distillation, DER
+
+
+def structural_students(seg_ref, ratios: list[float], x: torch.Tensor, emb_ref=None) -> tuple[dict, float]:
+    """Structurally pruned copies ``{(model, ratio): module}`` of segmentation-3.0 (surgery) and,
+    when given, CAM++ (torch-pruning), and the largest difference between each segmentation
+    surgery and its zeroed selection on ``x`` (must be ~0)."""
+    students, checks = {}, []
+    for r in ratios:  # outside inference mode: the students are trained later
+        keep = segmentation_keep(seg_ref, r)
+        students[(SEG, r)] = prune_segmentation(seg_ref, keep)
+        with torch.no_grad():
+            checks.append(float((students[(SEG, r)](x) - zero_segmentation(seg_ref, keep)(x)).abs().max()))
+    if emb_ref is not None:
+        for r in ratios:
+            students[(EMB, r)] = prune_campplus(emb_ref, r)
+    return students, max(checks)
+
+
+def structural_table(models: dict, x: torch.Tensor, repeats: int):
+    """Parameters, stored size, FLOPs per 10 s window and time per window of each model
+    (``{(model, ratio): module}``, ratio 0.0 = unpruned), with parameters removed and speed-up
+    against the unpruned model."""
+    import pandas as pd
+
+    rows = []
+    with torch.no_grad():
+        for (name, r), module in models.items():
+            flops = count_flops(module, x[:1])["total"]
+            t = time_call(lambda m=module: m(x), warmup=1, repeats=repeats)
+            rows.append({"model": name, "ratio": r, "parameters": parameter_count(module),
+                         "stored (MB)": sizes_mb(module)["stored (MB)"], "GFLOPs / 10 s": flops / 1e9,
+                         "ms / window": 1e3 * t.median / len(x), "IQR (ms)": 1e3 * t.iqr / len(x)})
+    base = {r["model"]: r for r in rows if r["ratio"] == 0.0}
+    for r in rows:
+        b = base[r["model"]]
+        r["params removed (%)"] = 100 * (1 - r["parameters"] / b["parameters"])
+        r["speed-up"] = b["ms / window"] / r["ms / window"]
+    return pd.DataFrame(rows).set_index(["model", "ratio"])
+
+
+def structural_figures(table, ratios: list[float]) -> dict:
+    """Parameters removed, speed-up and FLOPs ratio per model and ratio, ``{glue name: (value, format)}``."""
+    out = {}
+    for m, key in ((SEG, "seg"), (EMB, "emb")):
+        for r in ratios:
+            tag = f"pr_{key}_{int(100 * r)}"
+            out[f"{tag}_params"] = (_at(table, (m, r), "params removed (%)"), ".0f")
+            out[f"{tag}_speed"] = (_at(table, (m, r), "speed-up"), ".2f")
+            out[f"{tag}_flops"] = (_at(table, (m, r), "GFLOPs / 10 s") / _at(table, (m, 0.0), "GFLOPs / 10 s"), ".2f")
+    return out
+
+
+def distillation_set(conversations: int, seg_ref, emb_ref=None) -> dict:
+    """Unlabelled training data from the *tune* speakers: 10 s windows of simulated
+    conversations with the segmentation teacher's outputs and, for CAM++, fbank features of
+    the first ``CROP_SECONDS`` of each window with the teacher's embeddings."""
+    from ..core.campplus import kaldi_fbank
+    from ..core.data import real_windows, simulated_conversations
+    from ..portable.plain import CAMPPlusModule
+
+    recs = simulated_conversations("tune", conversations, TRAIN_SECONDS)
+    windows = real_windows(recs, step=TRAIN_STEP)
+    out = {"recordings": recs, "windows": windows}
+    with torch.inference_mode():
+        out["seg_targets"] = torch.cat([seg_ref(windows[i: i + 16]) for i in range(0, len(windows), 16)])
+        if emb_ref is not None:
+            out["crop_fbank"] = kaldi_fbank(windows[:, 0, : int(CROP_SECONDS * SAMPLE_RATE)])
+            out["emb_targets"] = CAMPPlusModule(emb_ref, front="none")(out["crop_fbank"])
+    return out
+
+
+def distill_students(students: dict, data: dict, steps: dict, lr: dict = KD_LR) -> tuple[dict, dict]:
+    """Distil a copy of every student from its teacher's outputs (``distillation_set``):
+    segmentation on the powerset KL, CAM++ on the embedding cosine. Returns the histories and
+    the recovered students, both keyed ``(model, ratio)``."""
+    from ..portable.plain import CAMPPlusModule
+
+    histories, recovered = {}, {}
+    for (m, r), student in students.items():
+        tuned = copy.deepcopy(student)
+        if m == SEG:
+            histories[(m, r)] = distill(tuned, data["seg_targets"], data["windows"], powerset_kl, batch=KD_BATCH,
+                                        steps=steps[m], lr=lr[m], desc=f"distil seg {r}")
+        else:
+            histories[(m, r)] = distill(CAMPPlusModule(tuned, front="none"), data["emb_targets"], data["crop_fbank"],
+                                        cosine_loss, steps=steps[m], batch=KD_BATCH, lr=lr[m], desc=f"distil CAM++ {r}")
+        recovered[(m, r)] = tuned.eval()
+    return histories, recovered
+
+
+def kd_figures(histories: dict, steps: dict, ratios: list[float]) -> dict:
+    """Distillation minutes, steps and final loss (mean of the last 5 steps), ``{glue name: (value, format)}``."""
+    emb_ran = any(m == EMB for m, _ in histories)
+    out = {"pr_kd_minutes": (sum(h["seconds"] for h in histories.values()) / 60, ".1f"),
+           "pr_kd_steps": (steps[SEG], ".0f"), "pr_kd_steps_emb": (steps[EMB] if emb_ran else math.nan, ".0f")}
+    for m, key in ((SEG, "seg"), (EMB, "emb")):
+        for r in ratios:
+            h = histories.get((m, r))
+            out[f"pr_kd_final_{key}_{int(100 * r)}"] = (sum(h["losses"][-5:]) / len(h["losses"][-5:]) if h else math.nan, ".3f")
+    return out
+
+
+def score_pruned(label: str, embedding: str, recordings: list, profile: str, **models) -> dict:
+    """DER and speed of the ``optimized`` pipeline with ``segmentation_model`` and/or
+    ``embedding_model`` replaced (ONNX Runtime for both networks; the clustering threshold kept)."""
+    from ..measure.scoring import score_variant
+    from ..pipelines.optimized import build_optimized_pipeline
+
+    t = score_variant(build_optimized_pipeline(embedding, **models), recordings, name=label, profile=profile)
+    return {"DER strict (%)": 100 * t["der_strict"], "DER FluidAudio (%)": 100 * t["der_fluidaudio"], "RTFx": t["rtfx"],
+            "speakers found (mean)": t["speakers_hyp_mean"], "speakers (reference, mean)": t["speakers_ref_mean"]}
+
+
+def der_table(embedding: str, recordings: list, profile: str, guide: dict, students: dict, recovered: dict):
+    """Every variant in the ``optimized`` pipeline on ``recordings``: unpruned, the guide's
+    zeroed models (``guide``: model -> module), each structural student before and after
+    distillation; with the change in DER (points) and the RTFx ratio against the unpruned run."""
+    import pandas as pd
+
+    key = {SEG: "segmentation_model", EMB: "embedding_model"}
+    rows = [{"model": "none", "variant": "unpruned", **score_pruned("unpruned", embedding, recordings, profile)}]
+    for m, module in guide.items():
+        rows.append({"model": m, "variant": f"guide snippet (zeros), {GUIDE_RATIO}",
+                     **score_pruned(f"guide-{'seg' if m == SEG else 'emb'}", embedding, recordings, profile, **{key[m]: module})})
+    for (m, r), student in students.items():
+        rows.append({"model": m, "variant": f"structural {r}, before KD",
+                     **score_pruned(f"{m}-{r}", embedding, recordings, profile, **{key[m]: student})})
+        rows.append({"model": m, "variant": f"structural {r}, after KD",
+                     **score_pruned(f"{m}-{r}-kd", embedding, recordings, profile, **{key[m]: recovered[(m, r)]})})
+    table = pd.DataFrame(rows).set_index(["model", "variant"])
+    base = table.iloc[0]
+    table["Δ strict (pts)"] = table["DER strict (%)"] - base["DER strict (%)"]
+    table["Δ FluidAudio (pts)"] = table["DER FluidAudio (%)"] - base["DER FluidAudio (%)"]
+    table["RTFx ratio"] = table["RTFx"] / base["RTFx"]
+    return table
+
+
+def der_figures(table, ratios: list[float]) -> dict:
+    """DER changes, speaker counts and RTFx ratios the prose quotes, ``{glue name: (value, format)}``."""
+    base = table.iloc[0]
+    out = {"pr_base_der": (base["DER strict (%)"], ".2f"), "pr_ref_speakers": (base["speakers (reference, mean)"], ".1f"),
+           "pr_base_speakers": (base["speakers found (mean)"], ".1f"),
+           "pr_emb_kd_speakers": (_at(table, (EMB, f"structural {ratios[0]}, after KD"), "speakers found (mean)"), ".1f")}
+    for key, m in (("seg", SEG), ("emb", EMB)):
+        out[f"pr_guide_{key}_der"] = (_at(table, (m, f"guide snippet (zeros), {GUIDE_RATIO}"), "Δ strict (pts)"), "+.2f")
+        for r in ratios:
+            for when, tag in (("before KD", "pre"), ("after KD", "kd")):
+                out[f"pr_{key}_{int(100 * r)}_{tag}_der"] = (_at(table, (m, f"structural {r}, {when}"), "Δ strict (pts)"), "+.2f")
+            out[f"pr_{key}_{int(100 * r)}_rtfx"] = (_at(table, (m, f"structural {r}, after KD"), "RTFx ratio"), ".2f")
+    return out
+
+
+def _measured(*values) -> list[float]:
+    return [v for v in values if not math.isnan(v)]
+
+
+def verdicts(struct, ders, ratio: float = GUIDE_RATIO) -> dict:
+    """The chapter's verdict on the guide's row at ``ratio`` (CAM++ parts: "not measured"
+    when this build skipped CAM++), ``{glue name: text}``."""
+    removed = _measured(_at(struct, (SEG, ratio), "params removed (%)"), _at(struct, (EMB, ratio), "params removed (%)"))
+    speed = _measured(_at(struct, (SEG, ratio), "speed-up"), _at(struct, (EMB, ratio), "speed-up"))
+    kd = [_at(ders, (m, f"structural {ratio}, after KD"), "Δ strict (pts)") for m in (SEG, EMB)]
+    emb_der = (f"{der_verdict(kd[1], 1.0)} at the frozen threshold (not re-tuned)" if not math.isnan(kd[1])
+               else "not measured (CAM++ not pruned in this build)")
+    return {"pr_verdict_snippet": "refuted: zeros, not pruning",
+            "pr_verdict_size": "confirmed only when done structurally" if min(removed) >= 30 else "partly",
+            "pr_verdict_speed": speed_verdict(min(speed), 1.3) + " (structural only)",
+            "pr_verdict_der": f"segmentation: {der_verdict(kd[0], 1.0)}; CAM++: {emb_der}"}
+
+
+def summary(embedding_id: str, snippet, struct, ders, kd_steps: int, ratio: float = GUIDE_RATIO) -> dict:
+    """The figures chapter 90 reads (``pruning-summary-<profile>.json``; NaN for CAM++ when
+    this build skipped it)."""
+    both = {"segmentation": SEG, "embedding": EMB}
+    return {
+        "embedding": embedding_id, "ratio": ratio,
+        "params_removed_pct": {k: _at(struct, (m, ratio), "params removed (%)") for k, m in both.items()},
+        "speed": {k: _at(struct, (m, ratio), "speed-up") for k, m in both.items()},
+        "der_after_kd_points": {k: _at(ders, (m, f"structural {ratio}, after KD"), "Δ strict (pts)") for k, m in both.items()},
+        "guide_snippet_size_ratio": {k: _at(snippet, f"{m}, guide-pruned", "stored (MB)") / _at(snippet, m, "stored (MB)")
+                                     for k, m in both.items()},
+        "kd_steps": kd_steps}

@@ -1,0 +1,101 @@
+"""One set-up call per chapter: profile, settings, embedding model and environment.
+
+Every chapter notebook starts with ``ch = setup("<slug>", profile)``. The settings that differ
+between the ``full`` profile (the published numbers) and the ``smoke`` profile (a small subset
+for quick checks) live with the chapter's code, as ``SETTINGS = {"full": {...}, "smoke":
+{...}}`` in ``diaropt.techniques.<slug>`` (or in ``CHAPTER_SETTINGS`` below for the chapters
+that are not techniques); a notebook reads them as ``ch.repeats``, ``ch.der_files`` and so on.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ..core.constants import PROFILES
+
+log = logging.getLogger(__name__)
+
+CHAPTER_SETTINGS: dict[str, dict[str, dict]] = {
+    "baseline": {"full": {"repeats": 20, "eer_speakers": None, "eer_per_speaker": 8},
+                 "smoke": {"repeats": 3, "eer_speakers": 6, "eer_per_speaker": 3}},
+    # chapter 90: the ablation variants (keys of diaropt.measure.ablation.ABLATION) run besides reference/optimized
+    "optimized": {"full": {"ablation": ["shared-trunk (exact, step 1 s)", "block trunk, step 1 s (torch)",
+                                        "block trunk, step 2.5 s (torch)", "optimized, step 5 s"]},
+                  "smoke": {"ablation": ["block trunk, step 2.5 s (torch)"]}},
+}
+
+
+def chapter_settings(slug: str, profile: str) -> dict:
+    """The settings of a chapter under a profile (empty when the chapter has none)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    table = CHAPTER_SETTINGS.get(slug)
+    if table is None:
+        try:
+            module = importlib.import_module(f"diaropt.techniques.{slug}")
+        except ModuleNotFoundError:
+            module = None
+        table = getattr(module, "SETTINGS", None) or {p: {} for p in PROFILES}
+    return dict(table[profile])
+
+
+@dataclass
+class Chapter:
+    """What a chapter needs before its first measurement."""
+
+    slug: str
+    profile: str
+    embedding: str = "auto"
+    settings: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        settings = self.__dict__.get("settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"chapter {self.__dict__.get('slug')!r} has no setting {name!r}")
+
+    @property
+    def full(self) -> bool:
+        return self.profile == "full"
+
+    @cached_property
+    def choice(self):
+        """The embedding model (ResNet34 when its weights are supplied, else CAM++), with its reason."""
+        from ..core.models import choose_embedding
+
+        return choose_embedding(self.embedding)
+
+    @cached_property
+    def test_set(self) -> list:
+        """The whole test split under this profile."""
+        from ..core.data import benchmark_set
+
+        return benchmark_set("test", self.profile)
+
+    @cached_property
+    def tune_set(self) -> list:
+        from ..core.data import benchmark_set
+
+        return benchmark_set("tune", self.profile)
+
+    @cached_property
+    def environment(self) -> dict:
+        from ..measure.environment import environment
+
+        return environment()
+
+    def describe(self) -> str:
+        env = self.environment
+        return (f"chapter {self.slug}, profile {self.profile}; embedding: {self.choice.model_id} "
+                f"({self.choice.reason}); CPU: {env['cpu']}, {env['logical_cores']} logical cores, "
+                f"torch threads {env['torch_threads']}")
+
+
+def setup(slug: str, profile: str, embedding: str = "auto") -> Chapter:
+    """The chapter's settings for ``profile``; prints one line naming the profile, the embedding
+    model and the machine, so every executed page says what produced its numbers."""
+    ch = Chapter(slug, profile, embedding, chapter_settings(slug, profile))
+    print(ch.describe())
+    return ch

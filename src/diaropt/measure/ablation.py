@@ -1,0 +1,112 @@
+"""Chapter 90, the fast pipeline: which lever bought what, and how far from the compute floor.
+
+``optimized`` composes several levers at once (block embedding trunk, a 2.5 s segmentation
+step, ONNX Runtime, segmentation batch 8). The ablation runs the steps between the reference
+and ``optimized`` one lever at a time (``ABLATION``) on the same files, which gives the
+speed/DER frontier (``frontier_rows``) and the priority list of chapter 90 (``priority_table``:
+speed-up of each step over the previous one, with the batching and int8 figures of their
+chapters). ``optimized_floor`` counts the network work ``optimized`` does on the test split
+(segmentation windows at its step, one embedding trunk per 10 s block) and divides it by the
+CPU's measured fp32 GEMM peak: the time a perfect kernel would need for the same work.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..core.constants import WINDOW_SAMPLES, WINDOW_SECONDS
+from ..pipelines.optimized import block_trunk_variant, optimized_variant
+from .benchmark import run_benchmark
+from .cost import count_flops, n_windows
+from .environment import matmul_peak_gflops
+
+# label -> factory(embedding name) -> a registered variant name or a ``Variant``
+ABLATION: dict[str, Callable] = {
+    "shared-trunk (exact, step 1 s)": lambda embedding: "shared-trunk",
+    "block trunk, step 1 s (torch)": lambda embedding: block_trunk_variant("block trunk, step 1 s (torch)", embedding, 0.1),
+    "block trunk, step 2.5 s (torch)": lambda embedding: block_trunk_variant("block trunk, step 2.5 s (torch)", embedding, 0.25),
+    "optimized, step 5 s": lambda embedding: optimized_variant(embedding, segmentation_step=0.5),
+}
+
+# (lever, the variant after it, the variant before it): the path from the reference to optimized
+STEPS_TAKEN = [
+    ("do less embedding work: shared trunk", "shared-trunk (exact, step 1 s)", "reference"),
+    ("embed each second once: block trunk", "block trunk, step 1 s (torch)", "shared-trunk (exact, step 1 s)"),
+    ("coarser segmentation step (2.5 s)", "block trunk, step 2.5 s (torch)", "block trunk, step 1 s (torch)"),
+    ("ONNX Runtime fp32 for both networks", "optimized", "block trunk, step 2.5 s (torch)"),
+]
+
+
+def run_ablation(labels: list[str], recordings: list, *, profile: str, embedding: str, points: dict | None = None) -> dict:
+    """Benchmark the ablation variants ``labels`` (keys of ``ABLATION``, in that order) on
+    ``recordings``; returns ``points`` (label -> totals) extended by them."""
+    points = dict(points or {})
+    for label in labels:
+        variant = ABLATION[label](embedding)
+        points[label] = run_benchmark(variant, recordings=recordings, profile=profile, embedding=embedding,
+                                      progress=False)["totals"]
+    return points
+
+
+def frontier_rows(points: dict, reference: dict) -> list[dict]:
+    """One row per variant: RTFx, ratio to the reference, DER (both conventions), strict DER change, peak RSS."""
+    return [{"variant": k, "RTFx": t["rtfx"], "x reference": t["rtfx"] / reference["rtfx"],
+             "DER strict (%)": 100 * t["der_strict"], "DER FluidAudio-style (%)": 100 * t["der_fluidaudio"],
+             "Δ strict vs reference (pts)": 100 * (t["der_strict"] - reference["der_strict"]),
+             "peak RSS (MiB)": t["peak_rss_mib"]} for k, t in points.items()]
+
+
+def priority_table(points: dict, batching=None, quantization=None):
+    """The levers ranked by their end-to-end speed-up over the previous step (1 = first), with
+    their strict DER change; batching and CPU int8 from their chapters' summaries (skipped when
+    a summary is missing)."""
+    import pandas as pd
+
+    prio = []
+    for lever, after, before in STEPS_TAKEN:
+        if after in points and before in points:
+            a, b = points[after], points[before]
+            prio.append({"lever": lever, "speed-up over the previous step": a["rtfx"] / b["rtfx"],
+                         "Δ DER strict (pts)": 100 * (a["der_strict"] - b["der_strict"])})
+    if batching is not None:
+        prio.append({"lever": "batching (segmentation 8)", "speed-up over the previous step": batching["pipe_gain"],
+                     "Δ DER strict (pts)": 0.0})
+    if quantization is not None:
+        prio.append({"lever": "fp16 / int8 arithmetic on CPU",
+                     "speed-up over the previous step": max(quantization["speed_int8"].values()),
+                     "Δ DER strict (pts)": quantization["der_int8_points"]})
+    speed = "speed-up over the previous step"
+    table = pd.DataFrame(prio, columns=["lever", speed, "Δ DER strict (pts)"])
+    table = table.sort_values(speed, ascending=False).reset_index(drop=True)
+    table.index += 1
+    return table
+
+
+def network_gflops(embedding_choice) -> dict:
+    """GFLOPs of one 10 s window: segmentation-3.0, and the CAM++ trunk (frames, before pooling;
+    NaN for another embedding model, whose trunk is not split out)."""
+    from ..core.models import load_segmentation
+    from ..portable.plain import CAMPPlusModule, PlainSegmentation
+
+    window = torch.zeros(1, 1, WINDOW_SAMPLES)
+    seg = count_flops(PlainSegmentation(load_segmentation()), window)["total"] / 1e9
+    trunk = (count_flops(CAMPPlusModule(embedding_choice.model, front="conv", output="frames"), window)["total"] / 1e9
+             if embedding_choice.name == "campplus" else math.nan)
+    return {"segmentation": seg, "trunk": trunk}
+
+
+def optimized_floor(result: dict, embedding_choice, step_seconds: float) -> dict:
+    """The network work of an ``optimized`` run (``run_benchmark`` result) at this CPU's fp32
+    GEMM peak: segmentation windows every ``step_seconds``, one trunk per 10 s block per file."""
+    gflops = network_gflops(embedding_choice)
+    peak = matmul_peak_gflops()
+    files, totals = result["files"], result["totals"]
+    work = sum(n_windows(f["seconds"], step_seconds) for f in files) * gflops["segmentation"]
+    work += sum(-(-f["seconds"] // WINDOW_SECONDS) for f in files) * gflops["trunk"]
+    floor_s = work / peak
+    return {"GFLOPs done (segmentation + trunk)": work, "CPU fp32 GEMM peak (GFLOP/s)": peak,
+            "floor at peak (s)": floor_s, "measured (s)": totals["wall_seconds"],
+            "measured / floor": totals["wall_seconds"] / floor_s, "achieved GFLOP/s": work / totals["wall_seconds"],
+            "RTFx at the floor": totals["audio_seconds"] / floor_s}

@@ -1,0 +1,50 @@
+"""Chapter 90's ablation tables: the frontier and the priority list, on fabricated totals."""
+import pytest
+
+from diaropt.book.claims import ChapterSummary
+from diaropt.measure import ablation
+from diaropt.measure.cost import n_windows
+
+
+def totals(rtfx, der, rss=500.0):
+    return {"rtfx": rtfx, "der_strict": der, "der_fluidaudio": der / 2, "peak_rss_mib": rss}
+
+
+POINTS = {"reference": totals(2.0, 0.20), "optimized": totals(60.0, 0.204),
+          "block trunk, step 2.5 s (torch)": totals(30.0, 0.203)}
+
+
+def test_ablation_settings_name_known_variants():
+    from diaropt.book.chapter import chapter_settings
+
+    for profile in ("full", "smoke"):
+        assert set(chapter_settings("optimized", profile)["ablation"]) <= set(ablation.ABLATION)
+    steps = {label for _, after, before in ablation.STEPS_TAKEN for label in (after, before)}
+    assert steps <= set(ablation.ABLATION) | {"reference", "optimized"}
+
+
+def test_frontier_rows_are_relative_to_the_reference():
+    rows = {r["variant"]: r for r in ablation.frontier_rows(POINTS, POINTS["reference"])}
+    assert rows["reference"]["x reference"] == 1.0
+    assert rows["optimized"]["x reference"] == 30.0
+    assert rows["optimized"]["Δ strict vs reference (pts)"] == pytest.approx(0.4)
+    assert rows["optimized"]["DER FluidAudio-style (%)"] == pytest.approx(10.2)
+
+
+def test_priority_ranks_the_steps_and_skips_missing_summaries():
+    table = ablation.priority_table(POINTS)
+    assert list(table["lever"]) == ["ONNX Runtime fp32 for both networks"]  # the only step with both ends measured
+    assert table.index[0] == 1
+    assert table["speed-up over the previous step"].iloc[0] == pytest.approx(2.0)
+    bat = ChapterSummary("batching", "smoke", {"pipe_gain": 3.0})
+    qua = ChapterSummary("quantization", "smoke", {"speed_int8": {"segmentation": 1.2, "embedding": 0.8}, "der_int8_points": 0.3})
+    table = ablation.priority_table(POINTS, bat, qua)
+    assert list(table["lever"]) == ["batching (segmentation 8)", "ONNX Runtime fp32 for both networks",
+                                    "fp16 / int8 arithmetic on CPU"]
+    assert ablation.priority_table({}).empty
+
+
+def test_windows_of_a_file():
+    assert n_windows(8.0, 2.5) == 1
+    assert n_windows(10.0, 2.5) == 1
+    assert n_windows(20.0, 2.5) == 6  # starts 0, 2.5, ..., 10 and the padded last one
