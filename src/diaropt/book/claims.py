@@ -31,7 +31,7 @@ GUIDE = "model-optimization-guide.md"  # the seed guide this book checks
 TABLE = "Performance Benchmarks"
 
 QUANTITIES = ("speed", "size", "der")
-WORDS = ("confirmed", "partly", "refuted", "not measurable here", "not measured")
+WORDS = ("confirmed", "partly", "refuted", "within noise", "not measurable here", "not measured")
 
 # The book's own target for the composed pipeline (chapter 90): RTFx ratio and strict DER change.
 TARGET = {"speedup": 20.0, "der_points": 0.5}
@@ -194,7 +194,8 @@ class Measurement:
     DER: change in points; None or NaN: not measured), ``text`` the cell the table shows;
     ``model`` (embedding model id), ``cpu`` and ``scheme`` say what produced it. ``scope``
     qualifies the verdict (e.g. measured on CPU, where the guide means Apple hardware);
-    ``measurable=False`` marks a claim this machine cannot test (``note`` says why)."""
+    ``measurable=False`` marks a claim this machine cannot test (``note`` says why). ``ci`` is
+    a DER change's paired-bootstrap 95 % interval (``measure.stats.der_change``), when measured."""
 
     value: float | None
     text: str
@@ -204,6 +205,7 @@ class Measurement:
     note: str = ""
     scope: str = ""
     measurable: bool = True
+    ci: tuple[float, float] | None = None
 
     @property
     def measured(self) -> bool:
@@ -242,7 +244,8 @@ def verdict(claim: Claim, measurement: Measurement | None) -> Verdict:
     - ``measurable=False``: *not measurable here* (e.g. Apple Neural Engine speed on Linux);
     - speed: ``speed_verdict`` (confirmed at >= 95 % of the claim's lower bound, partly for a
       real gain >= 1.1x, refuted below); DER: ``der_verdict`` against the claimed bound in
-      points (a bound of 0 is checked on the absolute change); size: ``size_verdict``.
+      points, on the change's 95 % CI when the chapter measured one (*within noise* when the
+      interval straddles the bound; a bound of 0 is checked on both sides); size: ``size_verdict``.
     """
     if measurement is None:
         return Verdict("not measured", f"no measurement of {claim.row} ({claim.quantity})")
@@ -258,8 +261,10 @@ def verdict(claim: Claim, measurement: Measurement | None) -> Verdict:
         word = speed_verdict(v, claim.low, claim.high)
         reason = f"{what}, measured {v:.2f}x"
     elif claim.quantity == "der":
-        word = der_verdict(abs(v) if claim.low == 0 else v, claim.low)
+        word = der_verdict(v, claim.low, measurement.ci)
         reason = f"{what} DER, measured {v:+.2f} points"
+        if measurement.ci is not None:
+            reason += f" (95 % CI {measurement.ci[0]:+.2f} to {measurement.ci[1]:+.2f})"
     else:
         word = size_verdict(v, claim.low)
         reason = f"{what} smaller, measured {v:.1f} % smaller"
@@ -307,9 +312,10 @@ def _quantization(s: ChapterSummary, scheme: str) -> dict[str, Measurement]:
                              note="the best of segmentation and embedding", **meta),
         "size": Measurement(100 * (1 - _best(size)), f"{fmt(100 * (1 - _best(size)), '.0f')} % smaller",
                             scheme="CoreML palettize 8-bit per tensor" if int8 else "CoreML fp16", **meta),
-        "der": Measurement(der, f"{fmt(der, '+.2f')} pts" + (" (8-bit grouped palettes)" if int8 else ""),
+        "der": Measurement(der, f"{fmt(der, '+.2f')} pts{_ci_text(s, 'der_ci', scheme)}"
+                           + (" (8-bit grouped palettes)" if int8 else ""),
                            scheme="CoreML palettize 8-bit grouped" if int8 else "fp16 arithmetic (torch)",
-                           note="smoke" if der is None or math.isnan(der) else "", **meta),
+                           note="smoke" if der is None or math.isnan(der) else "", ci=_ci(s, "der_ci", scheme), **meta),
     }
 
 
@@ -320,7 +326,8 @@ def _fusion(s: ChapterSummary) -> dict[str, Measurement]:
                              f"{fmt(s['emb_model_speedup'])}x; pipeline (shared trunk): {fmt(s['trunk_e2e_speedup'])}x",
                              scheme="shared embedding trunk, end to end", **meta),
         "size": Measurement(0.0, "0 %", scheme="no weight changes", **meta),
-        "der": Measurement(s["der_delta_points"], f"{fmt(s['der_delta_points'], '+.2f')} pts", scheme="shared trunk", **meta),
+        "der": Measurement(s["der_delta_points"], f"{fmt(s['der_delta_points'], '+.2f')} pts{_ci_text(s, 'der_ci', 'delta')}",
+                           scheme="shared trunk", ci=_ci(s, "der_ci", "delta"), **meta),
     }
 
 
@@ -341,6 +348,9 @@ def _batching(s: ChapterSummary) -> dict[str, Measurement]:
 def _pruning(s: ChapterSummary) -> dict[str, Measurement]:
     meta = {"model": s.embedding, "cpu": s.cpu}
     removed, speed, der = s["params_removed_pct"], s["speed"], s["der_after_kd_points"]
+
+    def ci_text(model):
+        return _ci_text(s, "der_after_kd_ci", model)
     return {
         "speed": Measurement(_worst(speed), _pair(speed) + f" (structural, ratio {fmt(s.get('ratio', 0.3), 'g')}); "
                              "the guide's snippet: no change", scope="(structural only)",
@@ -348,10 +358,32 @@ def _pruning(s: ChapterSummary) -> dict[str, Measurement]:
         "size": Measurement(_worst(removed), f"seg {_with_unit(removed['segmentation'], '.0f', ' %')}, emb "
                             f"{_with_unit(removed['embedding'], '.0f', ' %')} fewer parameters (structural); snippet: 0 %",
                             scheme="structural pruning (parameters)", **meta),
-        "der": Measurement(_worst(der, max), f"seg {fmt(der['segmentation'], '+.2f')}, emb "
-                           f"{fmt(der['embedding'], '+.2f')} pts after distillation (emb: threshold not re-tuned)",
-                           scheme="structural pruning + distillation", **meta),
+        "der": Measurement(_worst(der, max), f"seg {fmt(der['segmentation'], '+.2f')}{ci_text('segmentation')}, "
+                           f"emb {fmt(der['embedding'], '+.2f')}{ci_text('embedding')} pts after "
+                           "distillation (emb: threshold not re-tuned)",
+                           scheme="structural pruning + distillation", ci=_ci_of_worst(s, "der_after_kd_ci", der), **meta),
     }
+
+
+def _ci(s: ChapterSummary, key: str, model: str) -> tuple[float, float] | None:
+    """The 95 % CI a chapter saved for a DER change, if any: ``s[key][model]`` (pruning:
+    ``{model: [low, high]}``) or, for ``key="der_ci"``, ``s[f"der_{model}_ci"]`` (quantization:
+    one ``[low, high]`` per scheme)."""
+    pair = s.get(f"der_{model}_ci") if key == "der_ci" else (s.get(key) or {}).get(model)
+    if not pair or any(v is None or math.isnan(float(v)) for v in pair):
+        return None
+    return float(pair[0]), float(pair[1])
+
+
+def _ci_text(s: ChapterSummary, key: str, model: str) -> str:
+    ci = _ci(s, key, model)
+    return f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
+
+
+def _ci_of_worst(s: ChapterSummary, key: str, der: dict) -> tuple[float, float] | None:
+    """The CI of the model with the largest DER change (the one the verdict judges)."""
+    finite = {k: float(v) for k, v in der.items() if v is not None and not math.isnan(float(v))}
+    return _ci(s, key, max(finite, key=finite.get)) if finite else None
 
 
 # guide row -> (slug, reader of that chapter's summary)
@@ -408,21 +440,29 @@ def _cell(checked: Checked) -> str:
     return str(v)
 
 
-def target_rows(speedup: float, der_delta: float) -> dict:
-    """The composed pipeline's row: the book's target instead of a guide claim."""
+def target_rows(speedup: float, der_delta: float, der_ci: tuple[float, float] | None = None,
+                speed_note: str = "") -> dict:
+    """The composed pipeline's row: the book's target instead of a guide claim. With ``der_ci``
+    (the paired-bootstrap 95 % CI of the DER change) the DER target is judged on the interval:
+    met when its upper end is within the target, not met when its lower end is above it, and
+    within noise otherwise (``book.verdicts.der_verdict``)."""
+    der_word = {"confirmed": "met", "refuted": "not met"}.get(d := der_verdict(der_delta, TARGET["der_points"], der_ci), d)
+    ci = f" [{der_ci[0]:+.2f}, {der_ci[1]:+.2f}]" if der_ci is not None else ""
     return {"optimization": "all of the above, composed (this chapter)", "claimed speed": "—",
-            "measured speed (CPU)": f"{fmt(speedup, '.1f')}x end to end",
+            "measured speed (CPU)": f"{fmt(speedup, '.1f')}x end to end" + (f" ({speed_note})" if speed_note else ""),
             "speed verdict": f"target ({TARGET['speedup']:g}x) " + ("met" if speedup >= TARGET["speedup"] else "not met"),
             "claimed size": "—", "measured size": "0 % (fp32 weights)", "claimed DER": "—",
-            "measured DER": f"{fmt(der_delta, '+.2f')} pts",
-            "DER verdict": f"target (+{TARGET['der_points']:g}) " + ("met" if der_delta <= TARGET["der_points"] else "not met")}
+            "measured DER": f"{fmt(der_delta, '+.2f')} pts{ci}",
+            "DER verdict": f"target (+{TARGET['der_points']:g}) {der_word}"}
 
 
-def target_met(speedup: float, der_delta: float) -> bool:
-    return speedup >= TARGET["speedup"] and der_delta <= TARGET["der_points"]
+def target_met(speedup: float, der_delta: float, der_ci: tuple[float, float] | None = None) -> bool:
+    """Speed at or above the target, and the DER change within it (its whole CI, when given)."""
+    return speedup >= TARGET["speedup"] and der_verdict(der_delta, TARGET["der_points"], der_ci) == "confirmed"
 
 
-def guide_rows(profile: str, *, speedup: float | None = None, der_delta: float | None = None) -> list[dict]:
+def guide_rows(profile: str, *, speedup: float | None = None, der_delta: float | None = None,
+               der_ci: tuple[float, float] | None = None, speed_note: str = "") -> list[dict]:
     """Chapter 90's table: one row per row of the guide's table (claimed, measured, verdict for
     speed and DER; claimed and measured size), then the composed pipeline against the target
     when ``speedup`` and ``der_delta`` (strict, points) are given."""
@@ -435,7 +475,7 @@ def guide_rows(profile: str, *, speedup: float | None = None, der_delta: float |
                     "claimed size": si.claim.shown, "measured size": si.measurement.text,
                     "claimed DER": de.claim.shown, "measured DER": de.measurement.text, "DER verdict": _cell(de)})
     if speedup is not None and der_delta is not None:
-        out.append(target_rows(speedup, der_delta))
+        out.append(target_rows(speedup, der_delta, der_ci, speed_note))
     return out
 
 

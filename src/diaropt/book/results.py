@@ -63,3 +63,25 @@ def glue(name: str, value, spec: str = ".2f", display: bool = False) -> None:
     if isinstance(value, (int, float, np.floating, np.integer)):
         value = fmt(float(value), spec)
     _glue(name, value, display=display)
+
+
+def baseline_reference(profile: str, embedding_name: str, recordings: list) -> dict:
+    """The reference run chapter 00 saved in this build (``reference-<profile>.json``: the whole
+    test split, per-file DER and timings). Later chapters compare against it (or against its rows
+    for a subset, ``measure.benchmark.subset_result``) rather than re-running the slowest,
+    deterministic pipeline of the book on the same files. Raises ``FileNotFoundError`` naming
+    the chapter to run when the file is missing, and ``ValueError`` when it was made from other
+    files or with another embedding model."""
+    path = results_dir() / f"reference-{profile}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the baseline chapter first "
+                                f"(make chapter SLUG=baseline PROFILE={profile})")
+    ref = load_json(path)
+    uris = {f["uri"] for f in ref["files"]}
+    missing = [r.uri for r in recordings if r.uri not in uris]
+    if missing:
+        raise ValueError(f"{path} did not score {missing[:3]}: re-run the baseline chapter")
+    if ref["models"].get("embedding_name") != embedding_name:
+        raise ValueError(f"{path} used the embedding {ref['models'].get('embedding_name')!r}, not {embedding_name!r}: "
+                         "re-run the baseline chapter with the same embedding")
+    return ref

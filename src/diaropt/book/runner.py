@@ -52,11 +52,14 @@ INPUT_FILES = (REPO_ROOT / "configs" / "reference.yaml", REPO_ROOT / "requiremen
 # a chapter reads. Every chapter not listed reads nothing but the package, the data and the
 # frozen configuration. ``--only`` executes these first; a chapter's stamp includes theirs.
 DEPENDS: dict[str, tuple[str, ...]] = {
+    # 01_fusion reuses the baseline's reference run (``reference-<profile>``) for its trunk table.
+    "fusion": ("baseline",),
     # 90_optimized reads every summary of ``diaropt.book.claims.SUMMARY_FILES`` (the guide's table:
     # fusion, batching, quantization, pruning; its "other techniques" rows: streaming, caching,
     # hardware, parallel, ensembles) and ``diaropt.measure.ablation`` batching's and quantization's.
     # tests/test_book_runner.py checks that every chapter it names is declared here.
-    "optimized": ("fusion", "batching", "quantization", "pruning",
+    # It also reads the baseline's reference run of the whole test split (``reference-<profile>``).
+    "optimized": ("baseline", "fusion", "batching", "quantization", "pruning",
                   "streaming", "caching", "hardware", "parallel", "ensembles"),
 }
 

@@ -4,7 +4,8 @@ Policy (documented in the book's Methods page):
 - sample rate: files at another rate are resampled to 16 kHz with a logged notice
   (``load_audio(..., resample=True)``, the default); in-memory arrays at another rate are
   refused unless the caller asks to resample;
-- more than one channel: refused unless ``downmix=True`` (mean of channels);
+- more than one channel: refused unless ``downmix=True`` (mean of channels); the command line's
+  ``diarize`` downmixes by default, as pyannote.audio does, and says so (``conversion_notes``);
 - empty, shorter than ``MIN_DURATION``, NaN/inf, or amplitudes beyond [-1, 1]: refused;
 - clipping (more than 0.1 % of samples at full scale): accepted with a warning;
 - unreadable or corrupt files: refused with the decoder's reason.
@@ -87,6 +88,18 @@ def load_audio(path, *, resample: bool = True, downmix: bool = False) -> torch.T
     except Exception as e:  # noqa: BLE001 - libsndfile raises several types
         raise AudioError(f"{path}: cannot decode audio ({e})") from e
     return validate_waveform(data.T, sr, name=str(path), resample=resample, downmix=downmix)
+
+
+def conversion_notes(path, *, downmix: bool = True) -> list[str]:
+    """What ``load_audio(path, resample=True, downmix=downmix)`` changes in a file, in words, for a
+    notice the user sees (the library only logs resampling, at INFO)."""
+    info = sf.info(str(path))
+    notes = []
+    if info.channels > 1 and downmix:
+        notes.append(f"downmixed {info.channels} channels to mono (mean)")
+    if info.samplerate != SAMPLE_RATE:
+        notes.append(f"resampled {info.samplerate} Hz -> {SAMPLE_RATE} Hz")
+    return notes
 
 
 def as_pyannote_input(waveform: torch.Tensor, uri: str = "audio") -> dict:

@@ -15,3 +15,17 @@ class AudioError(DiaroptError, ValueError):
 
 class DataError(DiaroptError):
     """The evaluation data is missing or does not match its manifest."""
+
+
+class OptionError(DiaroptError, ValueError):
+    """An option that cannot work as given: an unknown ``--param`` key, a value out of range,
+    contradictory speaker counts, or a setting the chosen variant cannot honour."""
+
+
+class PathError(DiaroptError):
+    """An input or output path that cannot be used: missing, a directory, not writable, or an
+    output that would overwrite the input."""
+
+
+class ResultError(DiaroptError):
+    """A file that is not a usable benchmark result (missing, not JSON, wrong shape, impossible values)."""

@@ -29,6 +29,7 @@ class DERAccumulator:
         for name, metric in self.metrics.items():
             comp = metric(reference, hypothesis, uem=uem, detailed=True)
             row[f"der_{name}"] = comp["diarization error rate"]
+            row[f"scored_{name}"] = comp["total"]  # seconds of reference speech scored (the DER's denominator)
             for c in ("missed detection", "false alarm", "confusion"):
                 row[f"{c.split()[0]}_{name}"] = comp[c] / comp["total"] if comp["total"] else 0.0
         self.rows.append(row)

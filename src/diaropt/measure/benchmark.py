@@ -17,6 +17,7 @@ from ..pipelines.registry import STAGES, Variant, get_variant
 from .environment import environment
 from .memory import PeakRSS
 from .scoring import score
+from .stats import der_change
 
 
 def run_benchmark(variant="reference", *, profile: str = "full", split: str = "test",
@@ -49,12 +50,63 @@ def run_benchmark(variant="reference", *, profile: str = "full", split: str = "t
             "environment": environment(), "totals": totals, "files": files}
 
 
+def subset_result(result: dict, uris: list[str]) -> dict:
+    """A ``run_benchmark`` result restricted to the files ``uris`` (in that order), its totals
+    recomputed from the per-file rows: corpus-level DER and its parts (errors summed / scored
+    speech summed), stage seconds, RTFx and mean speaker counts. Peak RSS stays the whole run's."""
+    by_uri = {f["uri"]: f for f in result["files"]}
+    missing = [u for u in uris if u not in by_uri]
+    if missing:
+        raise ValueError(f"the result has no rows for {missing[:3]}")
+    files = [by_uri[u] for u in uris]
+    totals = {}
+    for conv in ("strict", "fluidaudio"):
+        scored = sum(f[f"scored_{conv}"] for f in files)
+        for part in ("der", "missed", "false", "confusion"):
+            totals[f"{part}_{conv}"] = sum(f[f"{part}_{conv}"] * f[f"scored_{conv}"] for f in files) / scored if scored else 0.0
+    stages = {s: sum(f["stages"][s] for f in files) for s in STAGES}
+    audio = sum(f["seconds"] for f in files)
+    totals |= {"audio_seconds": audio, "wall_seconds": stages["total"], "rtfx": audio / stages["total"],
+               "stage_seconds": stages, "peak_rss_mib": result["totals"]["peak_rss_mib"], "files": len(files),
+               "speakers_hyp_mean": statistics.mean(f["speakers_hyp"] for f in files),
+               "speakers_ref_mean": statistics.mean(f["speakers_ref"] for f in files)}
+    return result | {"files": files, "totals": totals, "subset_of": result.get("created")}
+
+
+def interleaved_speed(variants: list, recordings: list, *, repeats: int = 3, progress: bool = True,
+                      **variant_kwargs) -> dict:
+    """Wall seconds of each variant over ``recordings``, run interleaved: round 1 runs every
+    variant over the files, then round 2, and so on (A B A B ...), so that a load spike lands on
+    all of them. One warm-up file per variant first. Feed two variants' lists to
+    ``measure.stats.speed_ratio`` for a median ratio with its spread.
+
+    Returns ``{"seconds": {name: [wall per round]}, "audio_seconds", "files", "repeats"}``."""
+    if repeats < 1 or not recordings:
+        raise ValueError("need at least one repeat and one recording")
+    built = [v if isinstance(v, Variant) else get_variant(v, **variant_kwargs) for v in variants]
+    for v in built:
+        v.run(recordings[0])
+    seconds = {v.name: [] for v in built}
+    for _ in tqdm(range(repeats), desc="interleaved rounds", disable=not progress):
+        for v in built:
+            seconds[v.name].append(sum(v.run(rec)[1]["total"] for rec in recordings))
+    return {"seconds": seconds, "audio_seconds": sum(r.duration for r in recordings),
+            "files": [r.uri for r in recordings], "repeats": repeats}
+
+
 def compare_rows(a: dict, b: dict) -> list[dict]:
-    """Side-by-side rows: value in A, value in B, and B/A (speed) or B-A (DER, points)."""
+    """Side-by-side rows: value in A, value in B, and B/A (speed) or B-A (DER, points; the two DER
+    rows carry the paired-bootstrap 95 % CI over files of ``measure.stats.der_change``)."""
     ta, tb = a["totals"], b["totals"]
     rows = []
-    for key, label in [("der_strict", "DER strict (%)"), ("der_fluidaudio", "DER FluidAudio-style (%)"),
-                       ("missed_strict", "miss, strict (%)"), ("false_strict", "false alarm, strict (%)"),
+    for convention, label in [("strict", "DER strict (%)"), ("fluidaudio", "DER FluidAudio-style (%)")]:
+        key = f"der_{convention}"
+        try:
+            change = str(der_change(a["files"], b["files"], convention))
+        except ValueError as e:
+            change = f"{100 * (tb[key] - ta[key]):+.2f} pts (no CI: {e})"
+        rows.append({"metric": label, "A": 100 * ta[key], "B": 100 * tb[key], "B vs A": change})
+    for key, label in [("missed_strict", "miss, strict (%)"), ("false_strict", "false alarm, strict (%)"),
                        ("confusion_strict", "confusion, strict (%)")]:
         rows.append({"metric": label, "A": 100 * ta[key], "B": 100 * tb[key],
                      "B vs A": f"{100 * (tb[key] - ta[key]):+.2f} pts"})

@@ -15,9 +15,6 @@ Its DER is measured against the reference on the same files, never assumed.
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from ..core.models import load_segmentation
 from ..portable.onnx import ort_segmentation, ort_trunk
 from .reference import pipeline_variant
@@ -38,10 +35,9 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
     the configured parameters."""
     if runtime not in ("onnxruntime", "torch"):
         raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
-    folder = Path(tempfile.mkdtemp(prefix="diaropt-onnx-"))
-    if runtime == "onnxruntime":
+    if runtime == "onnxruntime":  # exports go through portable.onnx's cache (no temporary folders)
         seg = segmentation_model if segmentation_model is not None else load_segmentation()
-        seg_forward = ort_segmentation(seg, folder, threads)
+        seg_forward = ort_segmentation(seg, threads=threads)
     else:
         seg_forward = segmentation_model.forward if segmentation_model is not None else None
     # segmentation_forward goes to a copy of the model: other pipelines in the process keep theirs
@@ -56,7 +52,7 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
         pipe.set_trunk(*trunk_and_pool(model))
     if runtime == "onnxruntime":
         if hasattr(model, "campplus"):
-            pipe.set_trunk(frames_fn=ort_trunk(model, folder, threads), pool_fn=model.campplus.pool_and_embed)
+            pipe.set_trunk(frames_fn=ort_trunk(model, threads=threads), pool_fn=model.campplus.pool_and_embed)
             pipe.runtime = "onnxruntime (segmentation + embedding trunk)"
         else:
             pipe.runtime = "onnxruntime (segmentation); torch (embedding trunk: no ONNX export wired for it)"

@@ -9,12 +9,14 @@ pipeline in ``diaropt.pipelines`` is measured against it.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from pyannote.core import Annotation
 
 from ..core.audio import as_pyannote_input
 from ..core.config import reference_params
 from ..core.data import Recording
+from ..core.errors import OptionError
 from ..core.models import EmbeddingChoice, choose_embedding, load_segmentation
 from .registry import Variant
 
@@ -68,9 +70,11 @@ class StageClock:
                 "clustering": end - emb, "total": end - self.t0}
 
 
-def run_pyannote(pipe, rec: Recording) -> tuple[Annotation, dict]:
+def run_pyannote(pipe, rec: Recording, **speaker_counts) -> tuple[Annotation, dict]:
+    """Diarize one recording, timing each stage; ``speaker_counts`` (``num_speakers``,
+    ``min_speakers``, ``max_speakers``) go to pyannote's call as given, none by default."""
     clock = StageClock()
-    out = pipe(as_pyannote_input(rec.waveform, rec.uri), hook=clock)
+    out = pipe(as_pyannote_input(rec.waveform, rec.uri), hook=clock, **speaker_counts)
     end = time.perf_counter()
     hyp = out.speaker_diarization if hasattr(out, "speaker_diarization") else out
     return hyp, clock.stages(end)
@@ -91,9 +95,25 @@ def reference_variant(embedding: str = "auto") -> Variant:
         f"segmentation-3.0 + {choice.name}, frozen configs/reference.yaml",
         lambda rec: run_pyannote(pipe, rec),
         models=models_record(choice),
+        pipeline=pipe,
     )
 
 
 def pipeline_variant(name: str, pipe, description: str = "") -> Variant:
     """A built pyannote pipeline as a ``Variant`` (its embedding model recorded)."""
-    return Variant(name, description, lambda rec: run_pyannote(pipe, rec), models=models_record(pipe.embedding_choice))
+    return Variant(name, description, lambda rec: run_pyannote(pipe, rec), models=models_record(pipe.embedding_choice),
+                   pipeline=pipe)
+
+
+def with_speaker_counts(variant: Variant, counts: dict) -> Variant:
+    """The variant with ``num_speakers`` / ``min_speakers`` / ``max_speakers`` passed to every
+    pyannote call (the same variant when ``counts`` is empty: today's output, unchanged)."""
+    if not counts:
+        return variant
+    if variant.pipeline is None:
+        raise OptionError(f"variant {variant.name!r} does not run pyannote's pipeline and cannot honour "
+                          f"{', '.join(sorted(counts))}")
+    pipe = variant.pipeline
+    given = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    return replace(variant, description=f"{variant.description}; {given}",
+                   run=lambda rec: run_pyannote(pipe, rec, **counts))

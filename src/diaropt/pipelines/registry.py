@@ -25,18 +25,29 @@ VARIANTS: dict[str, str] = {
 }
 
 
+# Variants that run pyannote's ``SpeakerDiarization``: its call takes ``num_speakers``,
+# ``min_speakers`` and ``max_speakers`` (``reference.with_speaker_counts``). The online
+# ``streaming`` diarizer opens speakers as they arrive and has no final clustering to constrain.
+SPEAKER_COUNT_VARIANTS = frozenset({"reference", "shared-trunk", "shared-trunk-skip", "optimized"})
+
+
 class UnknownVariant(DiaroptError, KeyError):
     """No variant of that name is registered."""
+
+    def __str__(self) -> str:  # KeyError's str() would quote the whole message
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass
 class Variant:
-    """A named pipeline: ``run(recording) -> (hypothesis, stage seconds)``."""
+    """A named pipeline: ``run(recording) -> (hypothesis, stage seconds)``; ``pipeline`` is the
+    pyannote ``SpeakerDiarization`` it runs, when it runs one (speaker counts go to its call)."""
 
     name: str
     description: str
     run: Callable
     models: dict = field(default_factory=dict)
+    pipeline: object = None
 
 
 def factory(name: str) -> Callable[..., Variant]:

@@ -34,13 +34,38 @@ from ..core.audio import validate_waveform
 from ..core.config import online_params
 from ..core.constants import SAMPLE_RATE, WINDOW_SAMPLES
 from ..core.errors import DiaroptError
-from ..core.models import choose_embedding, load_segmentation
+from ..core.models import EmbeddingChoice, choose_embedding, load_segmentation
 from .reference import models_record
 from .registry import Variant
 
 
 class StreamError(DiaroptError):
     """The stream was used out of order (e.g. fed after ``finish``) or configured wrongly."""
+
+
+def check_online_settings(step: float, latency: float, threshold: float) -> None:
+    """The diarizer's settings rules (``StreamError`` otherwise), cheap enough to check before any
+    model is loaded: ``step`` in (0, 10] s, ``latency`` between ``step`` and the 10 s window,
+    ``threshold`` a cosine distance in (0, 2)."""
+    window = WINDOW_SAMPLES / SAMPLE_RATE
+    if not 0.0 < step <= window:
+        raise StreamError(f"step must be in (0, {window:g}] seconds, got {step}")
+    if not step <= latency <= window:
+        raise StreamError(f"latency must be between step ({step} s) and the {window:g} s window, got {latency}")
+    if not 0.0 < threshold < 2.0:
+        raise StreamError(f"threshold is a cosine distance in (0, 2), got {threshold}")
+
+
+def online_settings(embedding: str, step: float | None = None, latency: float | None = None,
+                    threshold: float | None = None) -> dict:
+    """``{step, latency, threshold}``: the given values, the frozen online settings of
+    ``embedding`` (``campplus`` or ``resnet34``) for the others; checked together. The config
+    is not read when all three are given."""
+    given = {"step": step, "latency": latency, "threshold": threshold}
+    cfg = online_params(embedding) if None in given.values() else {}
+    out = {k: float(v if v is not None else cfg[k]) for k, v in given.items()}
+    check_online_settings(**out)
+    return out
 
 
 def local_speaker_masks(activity: np.ndarray, min_clean_frames: int) -> np.ndarray:
@@ -241,10 +266,7 @@ class OnlineDiarizer:
 
     def __init__(self, analyzer: WindowAnalyzer, *, step: float = 1.0, latency: float = 5.0,
                  threshold: float = 0.3, max_speakers: int = 20, keep_history: bool = True):
-        if not 0.0 < step <= WINDOW_SAMPLES / SAMPLE_RATE:
-            raise StreamError(f"step must be in (0, 10] seconds, got {step}")
-        if not step <= latency <= WINDOW_SAMPLES / SAMPLE_RATE:
-            raise StreamError(f"latency must be between step ({step} s) and the 10 s window, got {latency}")
+        check_online_settings(step, latency, threshold)
         self.analyzer = analyzer
         self.step, self.latency = step, latency
         self.step_samples = int(round(step * SAMPLE_RATE))
@@ -379,16 +401,15 @@ def replay(windows: list[WindowResult], *, threshold: float, latency: float, fra
 
 # ---- the benchmark variant -------------------------------------------------------------------
 
-def streaming_variant(embedding: str = "auto", step: float | None = None, latency: float | None = None,
-                      threshold: float | None = None, integrated=None) -> Variant:
+def streaming_variant(embedding: EmbeddingChoice | str = "auto", step: float | None = None,
+                      latency: float | None = None, threshold: float | None = None, integrated=None) -> Variant:
     """The online diarizer fed in pieces of ``step`` seconds (frozen online settings by default;
-    the config is not read when ``step``, ``latency`` and ``threshold`` are all given)."""
+    the config is not read when ``step``, ``latency`` and ``threshold`` are all given). The
+    settings are checked before any model is loaded."""
 
-    choice = choose_embedding(embedding)
-    cfg = online_params(choice.name) if None in (step, latency, threshold) else {}
-    step = float(step if step is not None else cfg["step"])
-    latency = float(latency if latency is not None else cfg["latency"])
-    threshold = float(threshold if threshold is not None else cfg["threshold"])
+    choice = choose_embedding(embedding) if isinstance(embedding, str) else embedding
+    settings = online_settings(choice.name, step, latency, threshold)
+    step, latency, threshold = settings["step"], settings["latency"], settings["threshold"]
     analyzer = WindowAnalyzer(load_segmentation(), choice.model, integrated)
 
     def run(rec):

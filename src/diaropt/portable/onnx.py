@@ -5,10 +5,21 @@ thread-safe (its state is global), so exports happen one at a time. SincNet's le
 filters must be baked first (``plain.PlainSegmentation``). ``OrtModule`` calls a session like
 the torch module it came from; ``ort_dynamic_int8`` is ONNX Runtime's dynamic quantizer with
 the fbank's signal-processing matrices left in float32.
+
+Exports are cached (``cached_export``): the optimized pipeline is built dozens of times in one
+build of the book (per variant, per worker process, per test), and each build used to export
+both networks again into a new temporary folder that was never removed. The cache lives beside
+the verified models (``<models cache>/onnx/``), one file per (weights, exporting code, export
+settings, torch version), so a changed or pruned model gets its own file and an unchanged one
+is exported once per machine.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +28,8 @@ import torch.nn as nn
 
 from ..core.constants import WINDOW_SAMPLES
 from .plain import CAMPPlusModule, PlainSegmentation
+
+OPSET = 17
 
 
 class OrtModule:
@@ -44,7 +57,7 @@ def export_onnx(module: nn.Module, example: tuple, input_names: list[str], outpu
     axes = {n: {0: "batch"} for n in input_names + [output_name]} if dynamic_batch else None
     with torch.no_grad():
         torch.onnx.export(module.eval(), example, str(path), input_names=input_names, output_names=[output_name],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return Path(path)
 
 
@@ -71,18 +84,64 @@ def ort_dynamic_int8(fp32_path: Path, out_path: Path | None = None, exclude_pref
     return out_path
 
 
-def ort_segmentation(segmentation, folder: Path, threads: int | None = None) -> OrtModule:
+def onnx_cache_dir() -> Path:
+    """``<models cache>/onnx``: exported ONNX files, reused across processes and builds."""
+    from ..core.models import cache_dir
+
+    path = cache_dir() / "onnx"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def export_key(module: nn.Module, example: tuple, input_names: list[str], output_name: str) -> str:
+    """sha256 of what decides the exported graph: every tensor of the state dict, the source of
+    the module's class and of its submodules' classes, the input shapes and names, the opset and
+    torch's version."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode() + b"\0")
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        try:
+            h.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):  # a class without source (C extension): its name stands in
+            h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+    h.update(repr(([tuple(x.shape) for x in example], input_names, output_name, OPSET, torch.__version__)).encode())
+    return h.hexdigest()
+
+
+def cached_export(module: nn.Module, example: tuple, input_names: list[str], output_name: str, name: str) -> Path:
+    """``export_onnx`` once per ``export_key``: the file ``onnx_cache_dir()/<name>-<key>.onnx``
+    is reused when present (written to a temporary name, then renamed, so a reader never sees
+    half a file)."""
+    path = onnx_cache_dir() / f"{name}-{export_key(module, example, input_names, output_name)[:20]}.onnx"
+    if not path.exists():
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.onnx")
+        export_onnx(module, example, input_names, output_name, tmp)
+        os.replace(tmp, path)
+    return path
+
+
+def ort_segmentation(segmentation, folder: Path | None = None, threads: int | None = None) -> OrtModule:
     """segmentation-3.0 (SincNet baked; or a ``PlainSegmentation``, e.g. pruned) as an ONNX
-    Runtime session with pyannote's I/O."""
+    Runtime session with pyannote's I/O; exported into ``folder``, or through the export cache
+    when no folder is given."""
     x = torch.zeros(2, 1, WINDOW_SAMPLES)
     plain = segmentation if isinstance(segmentation, PlainSegmentation) else PlainSegmentation(segmentation)
-    path = export_onnx(plain, (x,), ["waveforms"], "log_probs", Path(folder) / "segmentation.onnx")
+    if folder is None:
+        path = cached_export(plain, (x,), ["waveforms"], "log_probs", "segmentation")
+    else:
+        path = export_onnx(plain, (x,), ["waveforms"], "log_probs", Path(folder) / "segmentation.onnx")
     return OrtModule(path, ["waveforms"], threads)
 
 
-def ort_trunk(campplus_embedding, folder: Path, threads: int | None = None) -> OrtModule:
-    """The CAM++ trunk (fbank included, as convolution) as an ONNX Runtime session."""
+def ort_trunk(campplus_embedding, folder: Path | None = None, threads: int | None = None) -> OrtModule:
+    """The CAM++ trunk (fbank included, as convolution) as an ONNX Runtime session; exported into
+    ``folder``, or through the export cache when no folder is given."""
     x = torch.zeros(1, 1, WINDOW_SAMPLES)
     trunk = CAMPPlusModule(campplus_embedding, front="conv", output="frames")
-    path = export_onnx(trunk, (x,), ["waveforms"], "frames", Path(folder) / "trunk.onnx")
+    if folder is None:
+        path = cached_export(trunk, (x,), ["waveforms"], "frames", "trunk")
+    else:
+        path = export_onnx(trunk, (x,), ["waveforms"], "frames", Path(folder) / "trunk.onnx")
     return OrtModule(path, ["waveforms"], threads)

@@ -34,10 +34,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -193,17 +191,16 @@ class GuideResultCache:
 def cached_optimized_pipeline(cache: ContentCache, embedding="auto",
                               segmentation_step: float = OPTIMIZED["segmentation_step"], params=None):
     """The ``optimized`` pipeline (ONNX Runtime, block trunk) with cached network calls."""
-    folder = Path(tempfile.mkdtemp(prefix="diaropt-onnx-"))
     seg_model = load_segmentation()
     seg_id = f"segmentation-3.0/{model_fingerprint(seg_model)}/onnxruntime"
-    seg = CachedModel(ort_segmentation(seg_model, folder), cache, seg_id)
+    seg = CachedModel(ort_segmentation(seg_model), cache, seg_id)
     pipe = build_shared_trunk_pipeline(embedding, chunk_batch=1, params=params, segmentation_step=segmentation_step,
                                        segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
                                        segmentation_forward=seg, cls=BlockTrunkDiarization)
     model = pipe._embedding.model_
     if hasattr(model, "campplus"):  # the optimized pipeline runs the CAM++ trunk in ONNX Runtime
         trunk_id = f"campplus-trunk/{model_fingerprint(model)}/onnxruntime"
-        frames_fn = ort_trunk(model, folder)
+        frames_fn = ort_trunk(model)
     else:  # and any other trunk (WeSpeaker ResNet34) in torch, as the optimized pipeline does
         frames_fn = trunk_and_pool(model)[0]
         trunk_id = f"{type(model).__name__}-trunk/{model_fingerprint(model)}/torch"

@@ -33,7 +33,7 @@ from ..portable.plain import CAMPPlusModule, PlainSegmentation
 SETTINGS = {
     # repeats: timed calls per model variant (decoders: 10x as many); trunk_files: test files for
     # the shared-trunk runs; compile: whether torch.compile (minutes of compilation) is measured
-    "full": {"repeats": 20, "trunk_files": 5, "compile": True},
+    "full": {"repeats": 10, "trunk_files": 5, "compile": True},
     "smoke": {"repeats": 3, "trunk_files": 1, "compile": False},
 }
 
@@ -294,12 +294,21 @@ def show(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def trunk_runs(recordings: list, profile: str, embedding: str, variants=TRUNK_VARIANTS) -> dict[str, dict]:
-    """``run_benchmark`` of each variant on the same recordings, in this order, in this process."""
-    from ..measure.benchmark import run_benchmark
+def trunk_runs(recordings: list, profile: str, embedding: str, variants=TRUNK_VARIANTS,
+               reference: dict | None = None) -> dict[str, dict]:
+    """``run_benchmark`` of each variant on the same recordings, in this order, in this process.
+    With ``reference`` (chapter 00's run of the whole test split, ``book.results.baseline_reference``)
+    the reference's rows for these files are reused instead of running it again
+    (``measure.benchmark.subset_result``)."""
+    from ..measure.benchmark import run_benchmark, subset_result
 
-    return {name: run_benchmark(name, recordings=recordings, profile=profile, embedding=embedding)
-            for name in variants}
+    out = {}
+    for name in variants:
+        if name == "reference" and reference is not None:
+            out[name] = subset_result(reference, [r.uri for r in recordings])
+        else:
+            out[name] = run_benchmark(name, recordings=recordings, profile=profile, embedding=embedding)
+    return out
 
 
 def trunk_table(runs: dict[str, dict]) -> pd.DataFrame:

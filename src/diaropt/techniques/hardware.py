@@ -30,7 +30,7 @@ LOW_PRECISION_GPU = {"allowLowPrecisionAccumulationOnGPU": True}
 UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")  # ct.ComputeUnit names, in table order
 
 SETTINGS = {
-    "full": {"repeats": 10, "thread_counts": [1, 2, 3, 4]},
+    "full": {"repeats": 5, "thread_counts": [1, 2, 3, 4]},
     "smoke": {"repeats": 3, "thread_counts": [1, 2]},
 }
 

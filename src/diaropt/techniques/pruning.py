@@ -488,39 +488,50 @@ def kd_figures(histories: dict, steps: dict, ratios: list[float]) -> dict:
     return out
 
 
-def score_pruned(label: str, embedding: str, recordings: list, profile: str, **models) -> dict:
+def score_pruned(label: str, embedding: str, recordings: list, profile: str, **models) -> tuple[dict, list[dict]]:
     """DER and speed of the ``optimized`` pipeline with ``segmentation_model`` and/or
-    ``embedding_model`` replaced (ONNX Runtime for both networks; the clustering threshold kept)."""
-    from ..measure.scoring import score_variant
+    ``embedding_model`` replaced (ONNX Runtime for both networks; the clustering threshold kept).
+    Returns (table row, per-file score rows for ``measure.stats.der_change``)."""
+    from ..measure.benchmark import run_benchmark
     from ..pipelines.optimized import build_optimized_pipeline
+    from ..pipelines.reference import pipeline_variant
 
-    t = score_variant(build_optimized_pipeline(embedding, **models), recordings, name=label, profile=profile)
-    return {"DER strict (%)": 100 * t["der_strict"], "DER FluidAudio (%)": 100 * t["der_fluidaudio"], "RTFx": t["rtfx"],
-            "speakers found (mean)": t["speakers_hyp_mean"], "speakers (reference, mean)": t["speakers_ref_mean"]}
+    res = run_benchmark(pipeline_variant(label, build_optimized_pipeline(embedding, **models)), recordings=recordings,
+                        profile=profile, progress=False)
+    t = res["totals"]
+    return ({"DER strict (%)": 100 * t["der_strict"], "DER FluidAudio (%)": 100 * t["der_fluidaudio"], "RTFx": t["rtfx"],
+             "speakers found (mean)": t["speakers_hyp_mean"], "speakers (reference, mean)": t["speakers_ref_mean"]},
+            res["files"])
 
 
 def der_table(embedding: str, recordings: list, profile: str, guide: dict, students: dict, recovered: dict):
     """Every variant in the ``optimized`` pipeline on ``recordings``: unpruned, the guide's
     zeroed models (``guide``: model -> module), each structural student before and after
-    distillation; with the change in DER (points) and the RTFx ratio against the unpruned run."""
+    distillation; with the change in DER (points) against the unpruned run and its paired
+    bootstrap 95 % CI over files (``measure.stats``), and the RTFx ratio."""
     import pandas as pd
 
+    from ..measure.stats import der_change
+
     key = {SEG: "segmentation_model", EMB: "embedding_model"}
-    rows = [{"model": "none", "variant": "unpruned", **score_pruned("unpruned", embedding, recordings, profile)}]
+    runs = [("none", "unpruned", score_pruned("unpruned", embedding, recordings, profile))]
     for m, module in guide.items():
-        rows.append({"model": m, "variant": f"guide snippet (zeros), {GUIDE_RATIO}",
-                     **score_pruned(f"guide-{'seg' if m == SEG else 'emb'}", embedding, recordings, profile, **{key[m]: module})})
+        runs.append((m, f"guide snippet (zeros), {GUIDE_RATIO}",
+                     score_pruned(f"guide-{'seg' if m == SEG else 'emb'}", embedding, recordings, profile, **{key[m]: module})))
     for (m, r), student in students.items():
-        rows.append({"model": m, "variant": f"structural {r}, before KD",
-                     **score_pruned(f"{m}-{r}", embedding, recordings, profile, **{key[m]: student})})
-        rows.append({"model": m, "variant": f"structural {r}, after KD",
-                     **score_pruned(f"{m}-{r}-kd", embedding, recordings, profile, **{key[m]: recovered[(m, r)]})})
-    table = pd.DataFrame(rows).set_index(["model", "variant"])
-    base = table.iloc[0]
-    table["Δ strict (pts)"] = table["DER strict (%)"] - base["DER strict (%)"]
-    table["Δ FluidAudio (pts)"] = table["DER FluidAudio (%)"] - base["DER FluidAudio (%)"]
-    table["RTFx ratio"] = table["RTFx"] / base["RTFx"]
-    return table
+        runs.append((m, f"structural {r}, before KD",
+                     score_pruned(f"{m}-{r}", embedding, recordings, profile, **{key[m]: student})))
+        runs.append((m, f"structural {r}, after KD",
+                     score_pruned(f"{m}-{r}-kd", embedding, recordings, profile, **{key[m]: recovered[(m, r)]})))
+    base_row, base_files = runs[0][2]
+    rows = []
+    for m, variant, (row, files) in runs:
+        change = der_change(base_files, files)
+        rows.append({"model": m, "variant": variant, **row, "Δ strict (pts)": change.points,
+                     "CI low": change.low, "CI high": change.high,
+                     "Δ FluidAudio (pts)": row["DER FluidAudio (%)"] - base_row["DER FluidAudio (%)"],
+                     "RTFx ratio": row["RTFx"] / base_row["RTFx"]})
+    return pd.DataFrame(rows).set_index(["model", "variant"])
 
 
 def der_figures(table, ratios: list[float]) -> dict:
@@ -548,12 +559,14 @@ def verdicts(struct, ders, ratio: float = GUIDE_RATIO) -> dict:
     removed = _measured(_at(struct, (SEG, ratio), "params removed (%)"), _at(struct, (EMB, ratio), "params removed (%)"))
     speed = _measured(_at(struct, (SEG, ratio), "speed-up"), _at(struct, (EMB, ratio), "speed-up"))
     kd = [_at(ders, (m, f"structural {ratio}, after KD"), "Δ strict (pts)") for m in (SEG, EMB)]
-    emb_der = (f"{der_verdict(kd[1], 1.0)} at the frozen threshold (not re-tuned)" if not math.isnan(kd[1])
+    ci = [(_at(ders, (m, f"structural {ratio}, after KD"), "CI low"), _at(ders, (m, f"structural {ratio}, after KD"), "CI high"))
+          for m in (SEG, EMB)]
+    emb_der = (f"{der_verdict(kd[1], 1.0, ci[1])} at the frozen threshold (not re-tuned)" if not math.isnan(kd[1])
                else "not measured (CAM++ not pruned in this build)")
     return {"pr_verdict_snippet": "refuted: zeros, not pruning",
             "pr_verdict_size": "confirmed only when done structurally" if min(removed) >= 30 else "partly",
             "pr_verdict_speed": speed_verdict(min(speed), 1.3) + " (structural only)",
-            "pr_verdict_der": f"segmentation: {der_verdict(kd[0], 1.0)}; CAM++: {emb_der}"}
+            "pr_verdict_der": f"segmentation: {der_verdict(kd[0], 1.0, ci[0])}; CAM++: {emb_der}"}
 
 
 def summary(embedding_id: str, snippet, struct, ders, kd_steps: int, ratio: float = GUIDE_RATIO) -> dict:
@@ -565,6 +578,8 @@ def summary(embedding_id: str, snippet, struct, ders, kd_steps: int, ratio: floa
         "params_removed_pct": {k: _at(struct, (m, ratio), "params removed (%)") for k, m in both.items()},
         "speed": {k: _at(struct, (m, ratio), "speed-up") for k, m in both.items()},
         "der_after_kd_points": {k: _at(ders, (m, f"structural {ratio}, after KD"), "Δ strict (pts)") for k, m in both.items()},
+        "der_after_kd_ci": {k: [_at(ders, (m, f"structural {ratio}, after KD"), c) for c in ("CI low", "CI high")]
+                            for k, m in both.items()},
         "guide_snippet_size_ratio": {k: _at(snippet, f"{m}, guide-pruned", "stored (MB)") / _at(snippet, m, "stored (MB)")
                                      for k, m in both.items()},
         "kd_steps": kd_steps}

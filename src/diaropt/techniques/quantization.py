@@ -38,10 +38,12 @@ import torch.nn as nn
 
 from ..book.verdicts import der_verdict, speed_verdict
 from ..core.models import cache_dir, load_campplus, load_segmentation
+from ..measure.benchmark import run_benchmark
 from ..measure.cost import file_mb, package_bytes, state_dict_mb
 from ..measure.environment import cpu_model
-from ..measure.scoring import score_variant
+from ..measure.stats import der_change
 from ..measure.timing import time_call
+from ..pipelines.reference import pipeline_variant
 from ..pipelines.trunks import build_shared_trunk_pipeline
 from ..portable import coreml
 from ..portable.onnx import OrtModule, export_onnx, ort_dynamic_int8
@@ -98,7 +100,7 @@ CPU_BATCH = 8  # windows per timed call in the CPU table
 DER_PIPELINE = {"skip_inactive": True, "segmentation_step": 0.25, "segmentation_batch_size": 8}
 
 SETTINGS = {
-    "full": {"repeats": 10, "windows": 32, "der_files": 4, "der_seg": DER_SEG, "der_emb": DER_EMB},
+    "full": {"repeats": 5, "windows": 32, "der_files": 4, "der_seg": DER_SEG, "der_emb": DER_EMB},
     "smoke": {"repeats": 2, "windows": 8, "der_files": 1, "der_seg": DER_SEG[:1], "der_emb": DER_EMB[:1]},
 }
 
@@ -283,33 +285,33 @@ def accuracy_table(ref: Reference, artifacts: dict) -> tuple[pd.DataFrame, dict,
 
 
 def der_run(label: str, embedding: str, recordings: list, profile: str, **pipeline_kwargs) -> dict:
-    """Totals of one DER run: the shared-trunk pipeline of ``DER_PIPELINE`` with one model
-    replaced (``segmentation_forward=`` or ``integrated=``), scored with ``measure.scoring``."""
+    """One DER run (a ``run_benchmark`` result: per-file rows and totals): the shared-trunk
+    pipeline of ``DER_PIPELINE`` with one model replaced (``segmentation_forward=`` or
+    ``integrated=``)."""
     pipe = build_shared_trunk_pipeline(embedding, **DER_PIPELINE, **pipeline_kwargs)
-    return score_variant(pipe, recordings, name=label, profile=profile)
+    return run_benchmark(pipeline_variant(label, pipe), recordings=recordings, profile=profile, progress=False)
 
 
 def der_table(embedding: str, recordings: list, seg_mods: dict, emb_mods: dict, der_seg: list, der_emb: list,
               profile: str) -> tuple[pd.DataFrame, dict]:
     """DER of fp32, then of each named segmentation variant, then of each named embedding variant
     (only those in ``emb_mods``: none when the embedding model is not CAM++), with the change
-    in points against fp32. Returns (table indexed by (changed, variant), fp32 totals)."""
+    in points against fp32 and its paired bootstrap 95 % CI over the files (``measure.stats``).
+    Returns (table indexed by (changed, variant), fp32 totals)."""
     base = der_run("fp32", embedding, recordings, profile)
-
-    def row(changed, variant, t):
-        return {"changed": changed, "variant": variant, "DER strict (%)": 100 * t["der_strict"],
-                "DER FluidAudio (%)": 100 * t["der_fluidaudio"]}
-
-    rows = [row("none (fp32)", "fp32", base)]
-    for name in der_seg:
-        rows.append(row("segmentation", name, der_run(name, embedding, recordings, profile,
-                                                      segmentation_forward=seg_mods[name].forward)))
-    for name in der_emb if emb_mods else []:
-        rows.append(row("embedding", name, der_run(name, embedding, recordings, profile, integrated=emb_mods[name])))
-    table = pd.DataFrame(rows).set_index(["changed", "variant"])
-    table["Δ strict (pts)"] = table["DER strict (%)"] - 100 * base["der_strict"]
-    table["Δ FluidAudio (pts)"] = table["DER FluidAudio (%)"] - 100 * base["der_fluidaudio"]
-    return table, base
+    runs = [("none (fp32)", "fp32", base)]
+    runs += [("segmentation", name, der_run(name, embedding, recordings, profile, segmentation_forward=seg_mods[name].forward))
+             for name in der_seg]
+    runs += [("embedding", name, der_run(name, embedding, recordings, profile, integrated=emb_mods[name]))
+             for name in (der_emb if emb_mods else [])]
+    rows = []
+    for changed, variant, r in runs:
+        change = der_change(base["files"], r["files"])
+        fa = der_change(base["files"], r["files"], "fluidaudio")
+        rows.append({"changed": changed, "variant": variant, "DER strict (%)": 100 * r["totals"]["der_strict"],
+                     "DER FluidAudio (%)": 100 * r["totals"]["der_fluidaudio"], "Δ strict (pts)": change.points,
+                     "CI low": change.low, "CI high": change.high, "Δ FluidAudio (pts)": fa.points})
+    return pd.DataFrame(rows).set_index(["changed", "variant"]), base["totals"]
 
 
 # ---- 3. speed -----------------------------------------------------------------------------
@@ -402,6 +404,12 @@ def claims(sizes: pd.DataFrame, ders: pd.DataFrame, cpu: pd.DataFrame, full: boo
     def delta(changed, variant):
         return _at(ders, (changed, variant), "Δ strict (pts)")
 
+    def ci_of_worst(variant):  # the CI of the model whose change is the larger (the one judged)
+        pairs = [(delta(m, variant), (_at(ders, (m, variant), "CI low"), _at(ders, (m, variant), "CI high")))
+                 for m in (("segmentation", "embedding") if full else ("segmentation",))]
+        pairs = [p for p in pairs if not math.isnan(p[0])]
+        return max(pairs, key=lambda p: p[0])[1] if pairs else (NAN, NAN)
+
     def size(variant):  # the larger size ratio of the two models
         return worst(_at(sizes, (SEG, variant), "vs fp32"), _at(sizes, (EMB, variant), "vs fp32"))
 
@@ -414,10 +422,12 @@ def claims(sizes: pd.DataFrame, ders: pd.DataFrame, cpu: pd.DataFrame, full: boo
     not_here = " on this CPU; CoreML/ANE not measurable on Linux"
     return {
         "fp16_der": fp16_der, "int8_der": int8_der, "pal4_der": pal4_der,
-        "fp16_der_verdict": der_verdict(fp16_der, 0.5),
+        "fp16_der_ci": ci_of_worst(FP16), "int8_der_ci": ci_of_worst(PAL8_GROUPED) if full else (NAN, NAN),
+        "fp16_der_verdict": der_verdict(fp16_der, 0.5, ci_of_worst(FP16)),
         "fp16_size_verdict": "confirmed" if size("fp16") <= 0.55 else "refuted",
         "fp16_speed_verdict": speed_verdict(fp16_speed, 1.5) + not_here,
-        "int8_der_verdict": der_verdict(int8_der, 1.0) if full else "not measured in the smoke profile",
+        "int8_der_verdict": (der_verdict(int8_der, 1.0, ci_of_worst(PAL8_GROUPED)) if full
+                             else "not measured in the smoke profile"),
         "int8_size_verdict": "confirmed" if size(PAL8_TENSOR) <= 0.30 else "partly",
         "int8_speed_verdict": speed_verdict(int8_speed, 2.0) + not_here,
     }
@@ -437,4 +447,5 @@ def summary(choice, sizes: pd.DataFrame, cpu: pd.DataFrame, verdict: dict) -> di
         "speed_int8": {"segmentation": _at(cpu, (SEG, "torch dynamic int8"), speed),
                        "embedding": _at(cpu, (EMB_SHORT, "ONNX Runtime dynamic int8"), speed)},
         "der_fp16_points": verdict["fp16_der"], "der_int8_points": verdict["int8_der"],
+        "der_fp16_ci": list(verdict["fp16_der_ci"]), "der_int8_ci": list(verdict["int8_der_ci"]),
         "der_4bit_points": verdict["pal4_der"]}

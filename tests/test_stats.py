@@ -1,0 +1,158 @@
+"""Confidence intervals (measure.stats) and the CI-aware DER verdict (book.verdicts)."""
+import math
+
+import numpy as np
+import pytest
+from pyannote.core import Annotation, Segment, Timeline
+
+from diaropt.book.claims import Measurement, claim, verdict
+from diaropt.book.verdicts import der_verdict
+from diaropt.core.metrics import DERAccumulator
+from diaropt.measure.benchmark import compare_rows
+from diaropt.measure.stats import der_change, speed_ratio
+from diaropt.pipelines.registry import STAGES
+
+
+def rows(errors, totals, convention="strict"):
+    return [{"uri": f"f{i}", f"der_{convention}": e / t, f"scored_{convention}": t}
+            for i, (e, t) in enumerate(zip(errors, totals))]
+
+
+def test_der_change_is_the_corpus_level_difference_hand_computed():
+    a = rows([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
+    b = rows([2.0, 2.0, 6.0], [10.0, 20.0, 30.0])
+    c = der_change(a, b)
+    # (10 - 6) / 60 seconds of speech = 6.67 points
+    assert c.points == pytest.approx(100 * 4 / 60)
+    assert c.low <= c.points <= c.high and c.files == 3
+
+
+def test_identical_outputs_give_a_zero_width_interval():
+    a = rows([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
+    c = der_change(a, a)
+    assert (c.points, c.low, c.high) == (0.0, 0.0, 0.0)
+
+
+def test_a_consistent_change_excludes_zero_and_a_mixed_one_does_not():
+    rng = np.random.default_rng(1)
+    totals = rng.uniform(20, 60, 30)
+    base = rng.uniform(0.1, 0.3, 30) * totals
+    worse = base + 0.02 * totals  # every file 2 points worse
+    c = der_change(rows(base, totals), rows(worse, totals))
+    assert c.points == pytest.approx(2.0) and c.low > 0.5
+    mixed = base + rng.choice([-1, 1], 30) * 0.05 * totals  # files disagree: about no change on average
+    m = der_change(rows(base, totals), rows(mixed, totals))
+    assert m.low < 0 < m.high
+
+
+def test_der_change_refuses_different_files_and_old_rows():
+    a = rows([1.0, 2.0], [10.0, 20.0])
+    b = rows([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
+    with pytest.raises(ValueError, match="different files"):
+        der_change(a, b)
+    with pytest.raises(ValueError, match="scored_strict"):
+        der_change([{"uri": "x", "der_strict": 0.1}], [{"uri": "x", "der_strict": 0.1}])
+
+
+def test_one_file_has_no_interval():
+    c = der_change(rows([1.0], [10.0]), rows([2.0], [10.0]))
+    assert c.points == pytest.approx(10.0) and math.isnan(c.low) and "no CI" in str(c)
+
+
+def test_score_rows_carry_the_scored_speech_the_interval_needs():
+    ref = Annotation()
+    ref[Segment(0, 10)] = "A"
+    ref[Segment(10, 20)] = "B"
+    hyp = Annotation()
+    hyp[Segment(0, 12)] = "x"
+    hyp[Segment(12, 20)] = "y"
+    row = DERAccumulator().add("u", ref, hyp, Timeline([Segment(0, 20)]))
+    assert row["scored_strict"] == pytest.approx(20.0) and row["scored_fluidaudio"] == pytest.approx(19.0)
+
+
+def test_compare_rows_print_the_interval():
+    a = {"totals": {"der_strict": 0.1, "der_fluidaudio": 0.1, "missed_strict": 0, "false_strict": 0,
+                    "confusion_strict": 0, "rtfx": 2.0, "peak_rss_mib": 1.0,
+                    "stage_seconds": dict.fromkeys(STAGES, 1.0)}}
+    b = {k: dict(v) for k, v in a.items()}
+    a["files"] = rows([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
+    for f in a["files"]:
+        f.update(der_fluidaudio=f["der_strict"], scored_fluidaudio=f["scored_strict"])
+    b["files"] = [dict(f) for f in a["files"]]
+    out = {r["metric"]: r["B vs A"] for r in compare_rows(a, b)}
+    assert out["DER strict (%)"] == "+0.00 pts [+0.00, +0.00]"
+    del b["files"][0]
+    assert "no CI" in {r["metric"]: r["B vs A"] for r in compare_rows(a, b)}["DER strict (%)"]
+
+
+def test_speed_ratio_median_spread_and_instability():
+    r = speed_ratio([10.0, 10.2, 9.8], [5.0, 5.0, 5.0])
+    assert r.median == pytest.approx(2.0) and not r.unstable
+    noisy = speed_ratio([10.0, 20.0, 10.0], [5.0, 5.0, 5.0])
+    assert noisy.unstable and "UNSTABLE" in str(noisy)
+    assert speed_ratio([10.0, 10.0], [5.0, 5.0]).unstable  # fewer than 3 runs are never judged
+    with pytest.raises(ValueError):
+        speed_ratio([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize("delta, ci, bound, word", [
+    (0.2, (-0.1, 0.4), 0.5, "confirmed"),       # the whole interval under the bound
+    (0.4, (-0.3, 1.1), 0.5, "within noise"),    # straddles the bound: this test set cannot tell
+    (1.5, (0.8, 2.2), 0.5, "refuted"),          # the whole interval above it
+    (0.0, (0.0, 0.0), 0.0, "confirmed"),        # "no change", and none measured
+    (0.1, (-0.2, 0.4), 0.0, "within noise"),
+    (-0.6, (-0.9, -0.2), 0.0, "refuted"),       # a real change refutes "no change", either way
+    (0.6, None, 0.5, "refuted"),                # no interval: the point estimate decides
+])
+def test_der_verdict_uses_the_interval(delta, ci, bound, word):
+    assert der_verdict(delta, bound, ci) == word
+
+
+def test_the_claims_table_verdict_uses_the_measurement_interval():
+    c = claim("FP16 Quantization", "der")
+    assert str(verdict(c, Measurement(0.3, "x", ci=(-0.2, 0.9)))) == "within noise"
+    assert str(verdict(c, Measurement(0.3, "x", ci=(-0.2, 0.4)))) == "confirmed"
+    assert "95 % CI" in verdict(c, Measurement(0.3, "x", ci=(-0.2, 0.4))).reason
+
+
+def _result(files):
+    stages = dict.fromkeys(STAGES, 0.0)
+    return {"created": "t", "models": {"embedding_name": "campplus"}, "totals": {"peak_rss_mib": 100.0},
+            "files": [{"uri": u, "seconds": sec, "speakers_ref": 2, "speakers_hyp": h,
+                       "stages": stages | {"embedding": wall / 2, "total": wall},
+                       **{f"{p}_{c}": rate for c in ("strict", "fluidaudio")
+                          for p, rate in (("der", der), ("missed", der / 2), ("false", 0.0), ("confusion", der / 2))},
+                       "scored_strict": scored, "scored_fluidaudio": scored / 2}
+                      for u, sec, wall, der, scored, h in files]}
+
+
+def test_subset_result_recomputes_corpus_totals_by_hand():
+    from diaropt.measure.benchmark import subset_result
+
+    r = _result([("a", 30.0, 10.0, 0.10, 20.0, 2), ("b", 60.0, 20.0, 0.40, 40.0, 3), ("c", 60.0, 99.0, 0.9, 50.0, 1)])
+    s = subset_result(r, ["a", "b"])
+    assert [f["uri"] for f in s["files"]] == ["a", "b"]
+    t = s["totals"]
+    assert t["der_strict"] == pytest.approx((2.0 + 16.0) / 60.0)  # errors summed / speech summed
+    assert t["missed_strict"] == pytest.approx(9.0 / 60.0)
+    assert t["rtfx"] == pytest.approx(90.0 / 30.0) and t["stage_seconds"]["embedding"] == pytest.approx(15.0)
+    assert t["speakers_hyp_mean"] == 2.5 and t["files"] == 2
+    with pytest.raises(ValueError, match="no rows"):
+        subset_result(r, ["a", "zz"])
+
+
+def test_baseline_reference_is_checked_before_reuse(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from diaropt.book import results
+
+    monkeypatch.setenv("DIAROPT_RESULTS", str(tmp_path))
+    recs = [SimpleNamespace(uri="a"), SimpleNamespace(uri="b")]
+    with pytest.raises(FileNotFoundError, match="SLUG=baseline"):
+        results.baseline_reference("smoke", "campplus", recs)
+    results.save_result("reference-smoke", _result([("a", 30.0, 10.0, 0.1, 20.0, 2), ("b", 60.0, 20.0, 0.4, 40.0, 3)]))
+    assert len(results.baseline_reference("smoke", "campplus", recs)["files"]) == 2
+    with pytest.raises(ValueError, match="embedding"):
+        results.baseline_reference("smoke", "resnet34", recs)
+    with pytest.raises(ValueError, match="did not score"):
+        results.baseline_reference("smoke", "campplus", recs + [SimpleNamespace(uri="c")])
