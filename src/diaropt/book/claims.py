@@ -312,10 +312,10 @@ def _quantization(s: ChapterSummary, scheme: str) -> dict[str, Measurement]:
                              note="the best of segmentation and embedding", **meta),
         "size": Measurement(100 * (1 - _best(size)), f"{fmt(100 * (1 - _best(size)), '.0f')} % smaller",
                             scheme="CoreML palettize 8-bit per tensor" if int8 else "CoreML fp16", **meta),
-        "der": Measurement(der, f"{fmt(der, '+.2f')} pts{_ci_text(s, 'der_ci', scheme)}"
+        "der": Measurement(der, f"{fmt(der, '+.2f')} pts{_ci_text(s.get(f'der_{scheme}_ci'))}"
                            + (" (8-bit grouped palettes)" if int8 else ""),
                            scheme="CoreML palettize 8-bit grouped" if int8 else "fp16 arithmetic (torch)",
-                           note="smoke" if der is None or math.isnan(der) else "", ci=_ci(s, "der_ci", scheme), **meta),
+                           note="smoke" if der is None or math.isnan(der) else "", ci=_ci(s.get(f"der_{scheme}_ci")), **meta),
     }
 
 
@@ -326,8 +326,8 @@ def _fusion(s: ChapterSummary) -> dict[str, Measurement]:
                              f"{fmt(s['emb_model_speedup'])}x; pipeline (shared trunk): {fmt(s['trunk_e2e_speedup'])}x",
                              scheme="shared embedding trunk, end to end", **meta),
         "size": Measurement(0.0, "0 %", scheme="no weight changes", **meta),
-        "der": Measurement(s["der_delta_points"], f"{fmt(s['der_delta_points'], '+.2f')} pts{_ci_text(s, 'der_ci', 'delta')}",
-                           scheme="shared trunk", ci=_ci(s, "der_ci", "delta"), **meta),
+        "der": Measurement(s["der_delta_points"], f"{fmt(s['der_delta_points'], '+.2f')} pts{_ci_text(s.get('der_delta_ci'))}",
+                           scheme="shared trunk", ci=_ci(s.get("der_delta_ci")), **meta),
     }
 
 
@@ -350,7 +350,7 @@ def _pruning(s: ChapterSummary) -> dict[str, Measurement]:
     removed, speed, der = s["params_removed_pct"], s["speed"], s["der_after_kd_points"]
 
     def ci_text(model):
-        return _ci_text(s, "der_after_kd_ci", model)
+        return _ci_text((s.get("der_after_kd_ci") or {}).get(model))
     return {
         "speed": Measurement(_worst(speed), _pair(speed) + f" (structural, ratio {fmt(s.get('ratio', 0.3), 'g')}); "
                              "the guide's snippet: no change", scope="(structural only)",
@@ -365,25 +365,22 @@ def _pruning(s: ChapterSummary) -> dict[str, Measurement]:
     }
 
 
-def _ci(s: ChapterSummary, key: str, model: str) -> tuple[float, float] | None:
-    """The 95 % CI a chapter saved for a DER change, if any: ``s[key][model]`` (pruning:
-    ``{model: [low, high]}``) or, for ``key="der_ci"``, ``s[f"der_{model}_ci"]`` (quantization:
-    one ``[low, high]`` per scheme)."""
-    pair = s.get(f"der_{model}_ci") if key == "der_ci" else (s.get(key) or {}).get(model)
+def _ci(pair) -> tuple[float, float] | None:
+    """A DER change's saved 95 % CI (``[low, high]``), or None when absent or not measured."""
     if not pair or any(v is None or math.isnan(float(v)) for v in pair):
         return None
     return float(pair[0]), float(pair[1])
 
 
-def _ci_text(s: ChapterSummary, key: str, model: str) -> str:
-    ci = _ci(s, key, model)
+def _ci_text(pair) -> str:
+    ci = _ci(pair)
     return f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
 
 
 def _ci_of_worst(s: ChapterSummary, key: str, der: dict) -> tuple[float, float] | None:
     """The CI of the model with the largest DER change (the one the verdict judges)."""
     finite = {k: float(v) for k, v in der.items() if v is not None and not math.isnan(float(v))}
-    return _ci(s, key, max(finite, key=finite.get)) if finite else None
+    return _ci((s.get(key) or {}).get(max(finite, key=finite.get))) if finite else None
 
 
 # guide row -> (slug, reader of that chapter's summary)
