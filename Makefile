@@ -11,7 +11,7 @@ setup:
 	bash scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest -q -m "not browser and not resnet34"
+	$(PY) -m pytest -q --durations=20 -m "not browser and not resnet34"
 
 # Every chapter's smoke profile with a random-weights WeSpeaker ResNet34 (the DIAROPT_RESNET34 path;
 # plumbing only, results go to a temporary folder, never to _build/results). Too long for `make test`.

@@ -68,7 +68,7 @@ def _legacy_rows(qua, fus, bat, pru, speedup, der_delta):
          "measured speed (CPU)": pair(qua["speed_int8"]) + "; CoreML: macOS only",
          "speed verdict": speed_verdict(max(qua["speed_int8"].values()), 2.0) + " on CPU; ANE not measurable here",
          "claimed size": "-75 %", "measured size": f"{fmt(100 * (1 - max(qua['size_int8'].values())), '.0f')} % smaller",
-         "claimed DER": "< 1 %", "measured DER": f"{fmt(qua['der_int8_points'], '+.2f')} pts (8-bit grouped palettes)",
+         "claimed DER": "< 1 %", "measured DER": f"{fmt(qua['der_int8_points'], '+.2f')} pts (8-bit palettes)",
          "DER verdict": der_verdict(qua["der_int8_points"], 1.0) if qua["der_int8_points"] == qua["der_int8_points"]
          else "not measured (smoke)"},
         {"optimization": "Operation fusion", "claimed speed": "1.2x",

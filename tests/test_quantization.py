@@ -39,10 +39,10 @@ def cpu(with_embedding=True):
 
 
 def ders(with_embedding=True):
-    rows = [("none (fp32)", "fp32", 0.0), ("segmentation", q.FP16, 0.1), ("segmentation", q.PAL8_GROUPED, 0.2),
+    rows = [("none (fp32)", "fp32", 0.0), ("segmentation", q.FP16, 0.1), ("segmentation", q.PAL8_TENSOR, 0.2),
             ("segmentation", q.PAL4_GROUPED, 3.0)]
     if with_embedding:
-        rows += [("embedding", q.FP16, 0.6), ("embedding", q.PAL8_GROUPED, -0.1), ("embedding", q.PAL4_GROUPED, 1.0)]
+        rows += [("embedding", q.FP16, 0.6), ("embedding", q.PAL8_TENSOR, -0.1), ("embedding", q.PAL4_GROUPED, 1.0)]
     return pd.DataFrame([{"changed": c, "variant": v, "Δ strict (pts)": d} for c, v, d in rows]).set_index(["changed", "variant"])
 
 

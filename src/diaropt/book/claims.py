@@ -313,8 +313,8 @@ def _quantization(s: ChapterSummary, scheme: str) -> dict[str, Measurement]:
         "size": Measurement(100 * (1 - _best(size)), f"{fmt(100 * (1 - _best(size)), '.0f')} % smaller",
                             scheme="CoreML palettize 8-bit per tensor" if int8 else "CoreML fp16", **meta),
         "der": Measurement(der, f"{fmt(der, '+.2f')} pts{_ci_text(s.get(f'der_{scheme}_ci'))}"
-                           + (" (8-bit grouped palettes)" if int8 else ""),
-                           scheme="CoreML palettize 8-bit grouped" if int8 else "fp16 arithmetic (torch)",
+                           + (" (8-bit palettes)" if int8 else ""),
+                           scheme="CoreML palettize 8-bit per tensor" if int8 else "fp16 arithmetic (torch)",
                            note="smoke" if der is None or math.isnan(der) else "", ci=_ci(s.get(f"der_{scheme}_ci")), **meta),
     }
 

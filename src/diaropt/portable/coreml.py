@@ -75,10 +75,7 @@ GROUPED_16 = {"granularity": "per_grouped_channel", "group_size": 16}
 COMPRESSIONS = {
     "int8 linear (per channel)": ("linear", {"mode": "linear_symmetric", "dtype": "int8", "granularity": "per_channel"}),
     "palettize 8-bit per tensor": ("palettize", {"mode": "kmeans", "nbits": 8, "granularity": "per_tensor"}),
-    "palettize 6-bit per tensor": ("palettize", {"mode": "kmeans", "nbits": 6, "granularity": "per_tensor"}),
     "palettize 4-bit per tensor": ("palettize", {"mode": "kmeans", "nbits": 4, "granularity": "per_tensor"}),
-    "palettize 8-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 8, **GROUPED_16}),
-    "palettize 6-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 6, **GROUPED_16}),
     "palettize 4-bit grouped (16 ch)": ("palettize", {"mode": "kmeans", "nbits": 4, **GROUPED_16}),
 }
 
