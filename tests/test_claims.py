@@ -344,3 +344,38 @@ def test_other_rows_reproduce_the_chapter_table():
     write(streaming=st, caching=ca, hardware=hw, parallel=pa, ensembles=en)
     assert claims.other_rows("smoke") == _legacy_other(st, ca, hw, pa, en)
     assert claims.summary_path("streaming", "smoke").name == "streaming-chunks-smoke.json"
+
+
+# ---- the smaller verdicts the chapters glue instead of typing ------------------------------------
+
+def test_same_output_and_same_size_verdicts():
+    from diaropt.book.verdicts import same_output_verdict, same_size_verdict
+
+    assert same_output_verdict(3e-6).startswith("confirmed")
+    assert same_output_verdict(0.02).startswith("refuted")
+    assert same_output_verdict(NAN) == "not measured"
+    assert same_size_verdict(33.29, 33.37) == "confirmed: 33.29 MB -> 33.37 MB (+0.2 %)"
+    assert same_size_verdict(33.29, 16.6).startswith("refuted")
+
+
+def test_caching_threads_and_settings_verdicts():
+    from diaropt.book.verdicts import minor_verdict, repeat_work_verdict, threads_verdict
+
+    assert repeat_work_verdict({"re-run": 8.0, "grown": 2.0}, 1.02) == (
+        "confirmed for repeated work", "refuted: a cache only helps work that repeats")
+    assert repeat_work_verdict({"re-run": 8.0, "grown": 1.0}, 1.5) == ("partly: only re-run", "confirmed")
+    assert threads_verdict({"segmentation": 2, "embedding": 2}, 2).startswith("confirmed")
+    assert threads_verdict({"segmentation": 2, "embedding": 3}, 2) == \
+        "partly: embedding fastest at 3 threads on 2 physical cores"
+    assert minor_verdict([0.97, 1.04]).startswith("second-order")
+    assert minor_verdict([0.97, 1.3]) == "matters: from 0.97x to 1.30x"
+
+
+def test_advice_figures_quote_the_quantization_summary_or_say_why_not():
+    assert all(v.startswith("n/a (quantization-summary-smoke.json is missing")
+               for v in claims.advice_figures("smoke").values())
+    claims.save_summary("quantization", "smoke", quantization(der_int8_ci=[0.1, 0.6]))
+    fig = claims.advice_figures("smoke")
+    assert fig["advice_int8_der"] == "+0.30 points [+0.10, +0.60] (confirmed against the guide's 1 point)"
+    assert fig["advice_fp16_speed"] == "seg 0.31x, emb 0.42x"
+    assert fig["advice_4bit_der"] == "+2.50 points"

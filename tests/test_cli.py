@@ -16,7 +16,7 @@ from pyannote.core import Annotation, Segment
 from diaropt import cli
 from diaropt.core.data import Recording
 from diaropt.core.errors import OptionError
-from diaropt.pipelines import options
+from diaropt.pipelines import files, options
 from diaropt.pipelines.reference import run_pyannote, with_speaker_counts
 from diaropt.pipelines.registry import Variant
 
@@ -73,16 +73,34 @@ def test_diarize_refuses_a_missing_input(tmp_path, capsys, no_work):
     _refused(["diarize", tmp_path / "missing.wav", "--output", tmp_path / "o.rttm"], capsys, "missing.wav", "no such file")
 
 
-def test_diarize_refuses_a_directory_as_input(tmp_path, capsys, no_work):
-    _refused(["diarize", tmp_path, "--output", tmp_path / "o.rttm"], capsys, "is a directory")
+def test_diarize_refuses_a_directory_without_audio(tmp_path, capsys, no_work):
+    (tmp_path / "notes.txt").write_text("x")
+    _refused(["diarize", tmp_path, "--output", tmp_path / "out"], capsys, "no audio files")
 
 
 def test_diarize_refuses_an_output_in_a_missing_directory(wav, tmp_path, capsys, no_work):
     _refused(["diarize", wav, "--output", tmp_path / "nowhere" / "o.rttm"], capsys, "nowhere", "does not exist")
 
 
-def test_diarize_refuses_an_output_that_is_a_directory(wav, tmp_path, capsys, no_work):
-    _refused(["diarize", wav, "--output", tmp_path], capsys, "is a directory")
+def test_diarize_refuses_several_inputs_into_one_file(wav, tmp_path, capsys, no_work):
+    other = _tone(tmp_path / "other.wav")
+    (tmp_path / "one.rttm").write_text("old\n")
+    _refused(["diarize", wav, other, "--output", tmp_path / "one.rttm"], capsys, "need an output directory")
+    assert (tmp_path / "one.rttm").read_text() == "old\n"
+
+
+def test_diarize_refuses_two_inputs_that_would_write_the_same_rttm(tmp_path, capsys, no_work):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = _tone(tmp_path / "a" / "call.wav"), _tone(tmp_path / "b" / "call.flac")
+    line = _refused(["diarize", first, second, "--output", tmp_path / "out"], capsys, "would both write")
+    assert "call.rttm" in line and not (tmp_path / "out").exists()
+
+
+def test_diarize_refuses_an_undecodable_file_among_several_before_any_work(wav, tmp_path, capsys, no_work):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt nonsense")
+    _refused(["diarize", wav, bad, "--output", tmp_path / "out"], capsys, "bad.wav", "cannot decode")
 
 
 def test_diarize_refuses_to_overwrite_its_input(wav, tmp_path, capsys, no_work):
@@ -149,6 +167,9 @@ class FakePipeline:
 
     def __call__(self, file, hook=None, **kwargs):
         self.kwargs = kwargs
+        for done in range(5):  # progress as pyannote's segmentation inference reports it
+            hook("segmentation", None, total=4, completed=done)
+        hook("segmentation", "the segmentation artifact")
         duration = file["waveform"].shape[-1] / file["sample_rate"]
         hyp = Annotation(uri=file["uri"])
         hyp[Segment(0.0, duration / 2)] = "SPEAKER_00"
@@ -185,11 +206,70 @@ def test_diarize_takes_paths_with_spaces_and_stereo_at_any_rate(tmp_path, capsys
     assert fake_pipeline.kwargs == {}  # no speaker counts given: pyannote is called exactly as before
 
 
+def test_diarize_reports_progress_on_stderr_unless_quiet(wav, tmp_path, capsys, fake_pipeline):
+    rc, stdout, err = _run(["diarize", wav, "--output", tmp_path / "a.rttm"], capsys)
+    assert rc == 0, err
+    assert "[in.wav] segmentation: 100% (4/4)" in err and "segmentation" not in stdout
+    rc, stdout, err = _run(["diarize", wav, "--output", tmp_path / "b.rttm", "--quiet"], capsys)
+    assert rc == 0, err
+    assert "segmentation" not in err and "2 speakers" in stdout
+
+
 def test_diarize_downmix_flag_is_harmless_and_can_be_turned_off(tmp_path, capsys, fake_pipeline):
     src = _tone(tmp_path / "stereo.wav", channels=2)
     rc, _, err = _run(["diarize", src, "--output", tmp_path / "a.rttm", "--downmix"], capsys)
     assert rc == 0, err
     _refused(["diarize", src, "--output", tmp_path / "b.rttm", "--no-downmix"], capsys, "2 channels")
+
+
+def test_diarize_writes_one_rttm_per_file_of_a_directory_with_models_built_once(tmp_path, capsys, fake_pipeline):
+    folder = tmp_path / "meetings"
+    folder.mkdir()
+    for name in ("b.wav", "a.flac", "c.ogg"):
+        _tone(folder / name, seconds=2.5)
+    (folder / "readme.txt").write_text("not audio")
+    rc, stdout, err = _run(["diarize", folder, "--output", tmp_path / "rttm", "--quiet"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "rttm").iterdir()) == ["a.rttm", "b.rttm", "c.rttm"]
+    assert (tmp_path / "rttm" / "c.rttm").read_text().split()[1] == "c"
+    assert [line.split(" -> ")[1] for line in stdout.splitlines()] == [str(tmp_path / "rttm" / f"{x}.rttm") for x in "abc"]
+    assert len(fake_pipeline.built) == 1  # one pipeline for every file
+
+
+def test_diarize_one_file_into_a_directory(wav, tmp_path, capsys, fake_pipeline):
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, _, err = _run(["diarize", wav, "--output", out], capsys)
+    assert rc == 0, err
+    assert (out / "in.rttm").read_text().startswith("SPEAKER in 1 ")
+
+
+def test_a_file_that_fails_does_not_stop_the_others(tmp_path, capsys, fake_pipeline):
+    good = _tone(tmp_path / "good.wav")
+    short = _tone(tmp_path / "short.wav", seconds=0.05)  # the header is fine; the samples are too few
+    rc, stdout, err = _run(["diarize", short, good, "--output", tmp_path / "out", "--quiet"], capsys)
+    assert rc == 2
+    assert (tmp_path / "out" / "good.rttm").exists() and not (tmp_path / "out" / "short.rttm").exists()
+    assert "short.wav" in err and "1 of 2 files failed" in err and "Traceback" not in err
+    assert "good.rttm" in stdout
+
+
+def test_diarize_runs_on_a_dask_cluster(tmp_path, capsys, fake_pipeline):
+    from dask.distributed import LocalCluster
+
+    srcs = [_tone(tmp_path / f"f{i}.wav") for i in range(3)]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        rc, stdout, err = _run(["diarize", *srcs, "--output", tmp_path / "out", "--quiet",
+                                "--dask-scheduler", cluster.scheduler_address], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f0.rttm", "f1.rttm", "f2.rttm"]
+    assert len(stdout.splitlines()) == 3
+
+
+def test_diarize_says_when_the_dask_scheduler_cannot_be_reached(wav, tmp_path, capsys, no_work, monkeypatch):
+    monkeypatch.setattr(files, "DASK_CONNECT_TIMEOUT", 1.0)
+    _refused(["diarize", wav, "--output", tmp_path / "o.rttm", "--dask-scheduler", "tcp://127.0.0.1:9"], capsys,
+             "cannot connect")
 
 
 def test_diarize_passes_speaker_counts_to_pyannote(wav, tmp_path, capsys, fake_pipeline):
@@ -217,15 +297,15 @@ def test_clip_to_audio_ends_every_turn_within_the_audio():
     hyp[Segment(0.0, 5.0)] = "A"
     hyp[Segment(4.0, 12.0)] = "B"
     hyp[Segment(13.0, 15.0)] = "C"
-    clipped = cli.clip_to_audio(hyp, 10.0)
+    clipped = files.clip_to_audio(hyp, 10.0)
     turns = [(s.start, s.end, label) for s, _, label in clipped.itertracks(yield_label=True)]
     assert turns == [(0.0, 5.0, "A"), (4.0, 10.0, "B")]
     assert clipped.uri == "u"
 
 
 def test_rttm_uri_has_no_spaces():
-    assert cli.rttm_uri("/a b/my  meeting\t2.wav") == "my_meeting_2"
-    assert cli.rttm_uri("plain.flac") == "plain"
+    assert files.rttm_uri("/a b/my  meeting\t2.wav") == "my_meeting_2"
+    assert files.rttm_uri("plain.flac") == "plain"
 
 
 # ---- variants and their options ---------------------------------------------------------------
@@ -448,3 +528,5 @@ def test_num_speakers_is_honoured_by_the_optimized_variant(provisioned, tmp_path
     assert len({parts[7] for parts in lines}) == 3
     assert "3 speakers" in stdout
     assert max(float(p[3]) + float(p[4]) for p in lines) <= rec.duration + 1e-3
+    # pyannote's own hook calls reach the progress lines, through the trunk pipeline's embeddings too
+    assert f"[{src.name}] segmentation: 100%" in err and f"[{src.name}] embeddings: 100%" in err

@@ -4,15 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .core.errors import DiaroptError
-
-if TYPE_CHECKING:
-    from pyannote.core import Annotation
 
 
 def _provision(args):
@@ -22,7 +16,7 @@ def _provision(args):
         print(f"{key}: {path} (sha256 verified)")
 
 
-def _checked(args, *, source=None, make_parents: bool = False) -> tuple:
+def _checked(args, *, source=None, make_parents: bool = False, check_out: bool = True) -> tuple:
     """Every check that needs no model, before any is loaded: the variant, its ``--param``
     options, the speaker counts and the output path (``source``: the input it must not
     overwrite). Returns ``(embedding choice, variant options, speaker counts)``."""
@@ -35,7 +29,8 @@ def _checked(args, *, source=None, make_parents: bool = False) -> tuple:
     counts = options.speaker_counts(args.num_speakers, args.min_speakers, args.max_speakers)
     options.check_speaker_support(args.variant, counts)
     params = options.check_params(args.variant, args.param)
-    check_output(args.output, source=source, make_parents=make_parents)
+    if check_out:
+        check_output(args.output, source=source, make_parents=make_parents)
     choice = choose_embedding(args.embedding)
     return choice, options.complete_params(args.variant, params, choice.name), counts
 
@@ -96,41 +91,38 @@ def _tune(args):
     print(json.dumps(res, indent=2))
 
 
-def rttm_uri(path) -> str:
-    """The RTTM file id of an audio path: its stem, whitespace replaced (RTTM is space-separated,
-    and pyannote refuses to write an id with a space in it)."""
-    return re.sub(r"\s+", "_", Path(path).stem) or "audio"
-
-
-def clip_to_audio(hyp: Annotation, duration: float) -> Annotation:
-    """The hypothesis without any turn past the end of the audio (aggregation over padded
-    windows can end the last turn up to a frame later)."""
-    from pyannote.core import Segment
-
-    return hyp.crop(Segment(0.0, duration))
-
-
 def _diarize(args):
-    from .core.paths import check_input
+    from .pipelines import files as many
 
-    check_input(args.file)
-    choice, params, counts = _checked(args, source=args.file)  # all before any model or audio is loaded
-    from .core.audio import conversion_notes, load_audio
-    from .core.data import Recording
-    from .pipelines.reference import with_speaker_counts
-    from .pipelines.registry import get_variant
+    choice, params, counts = _checked(args, check_out=False)  # options first: no file is opened for a typo
+    jobs, single = many.plan(args.files, args.output)  # inputs, their headers, the outputs: before any model
+    spec = {"variant": args.variant, "embedding": choice.name, "params": params, "counts": counts, "downmix": args.downmix}
+    failed = []
 
-    wav = load_audio(args.file, resample=True, downmix=args.downmix)
-    for note in conversion_notes(args.file, downmix=args.downmix):
-        print(f"note: {args.file}: {note}", file=sys.stderr)
-    v = with_speaker_counts(get_variant(args.variant, embedding=choice, **params), counts)
-    rec = Recording(rttm_uri(args.file), wav, None, None, "user", "")
-    hyp, stages = v.run(rec)
-    hyp = clip_to_audio(hyp, rec.duration)
-    text = hyp.to_rttm()  # the output is opened (and truncated) only once its content is ready
-    out = Path(args.output)
-    out.write_text(text)
-    print(f"{len(hyp.labels())} speakers, {stages['total']:.2f} s for {rec.duration:.1f} s audio -> {out}")
+    def done(o: many.Outcome) -> None:
+        for note in o.notes:
+            print(f"note: {o.source}: {note}", file=sys.stderr)
+        if o.error:
+            failed.append(o)
+            print(f"error: {o.error}", file=sys.stderr)
+            return
+        many.write(o)
+        print(f"{o.speakers} speakers, {o.seconds:.2f} s for {o.audio_seconds:.1f} s audio -> {o.output}")
+
+    def progress_for(job, i, n):
+        from .pipelines.progress import Progress
+
+        return None if args.quiet else Progress(label=job.source.name if n == 1 else f"{i}/{n} {job.source.name}")
+
+    if args.dask_scheduler:
+        many.run_dask(jobs, spec, args.dask_scheduler, done)
+    else:
+        many.run_local(jobs, spec, done, progress_for)
+    if failed:
+        if not single:
+            print(f"error: {len(failed)} of {len(jobs)} files failed; the other RTTMs were written", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _env(args):
@@ -203,15 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--online", action="store_true", help="tune the streaming diarizer's new-speaker threshold")
     s.set_defaults(func=_tune)
 
-    s = sub.add_parser("diarize", help="diarize an audio file and write RTTM")
-    s.add_argument("file")
+    s = sub.add_parser("diarize", help="diarize audio files (or the audio files of directories) and write RTTM")
+    s.add_argument("files", nargs="+", metavar="FILE_OR_DIR",
+                   help="audio files, and directories whose audio files are all diarized")
     s.add_argument("--variant", default="reference")
     s.add_argument("--embedding", default="auto", choices=["auto", "campplus", "resnet34"])
-    s.add_argument("--output", required=True)
+    s.add_argument("--output", required=True,
+                   help="the RTTM file for one input file; a directory (<name>.rttm per file) for several inputs")
+    s.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run each file as a task on this existing Dask cluster (e.g. tcp://host:8786); the "
+                        "workers read the files from the same paths")
     s.add_argument("--downmix", action=argparse.BooleanOptionalAction, default=True,
                    help="average the channels of a multi-channel file (default, as pyannote.audio does; "
                         "--no-downmix refuses such a file)")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="variant option (repeatable)")
+    s.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (stage, percent, ETA; printed every few seconds otherwise)")
     _speaker_options(s)
     s.set_defaults(func=_diarize)
 
@@ -224,8 +223,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except DiaroptError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0

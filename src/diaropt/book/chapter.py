@@ -97,7 +97,13 @@ class Chapter:
 
 def setup(slug: str, profile: str, embedding: str = "auto") -> Chapter:
     """The chapter's settings for ``profile``; prints one line naming the profile, the embedding
-    model and the machine, so every executed page says what produced its numbers."""
+    model and the machine, so every executed page says what produced its numbers, and glues the
+    machine's facts for the prose (``env_cores``: logical cores, ``env_cpu``: CPU model), so no
+    page types "2-core"."""
+    from .results import glue
+
     ch = Chapter(slug, profile, embedding, chapter_settings(slug, profile))
     print(ch.describe())
+    glue("env_cores", ch.environment["logical_cores"], ".0f")
+    glue("env_cpu", str(ch.environment["cpu"]))
     return ch

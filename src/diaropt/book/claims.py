@@ -550,3 +550,27 @@ def other_rows(profile: str) -> list[dict]:
         if text is not None:
             out.append({"technique": technique, "measured": text, "chapter": s.chapter})
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# the figures behind chapter 90's advice (its "what to do first" list quotes them, never types them)
+
+
+def advice_figures(profile: str) -> dict[str, str]:
+    """Glue name -> text: the measured figures the summary's advice rests on, read from the
+    quantization and pruning summaries of this build ("n/a (reason)" where a chapter did not run)."""
+    out = {}
+    q = load_summary("quantization", profile)
+    if q is None:
+        reason = f"n/a ({missing_reason('quantization', profile)})"
+        out |= dict.fromkeys(("advice_fp16_speed", "advice_int8_speed", "advice_int8_der", "advice_4bit_der"), reason)
+    else:
+        out["advice_fp16_speed"] = _pair(q["speed_fp16"])
+        out["advice_int8_speed"] = _pair(q["speed_int8"])
+        ci = _ci(q.get("der_int8_ci"))
+        der = q["der_int8_points"]
+        judged = der_verdict(float(der), 1.0, ci) if _finite([der]) else "not measured"
+        ci_text = _ci_text(q.get("der_int8_ci"))
+        out["advice_int8_der"] = f"{fmt(der, '+.2f')} points{ci_text} ({judged} against the guide's 1 point)"
+        out["advice_4bit_der"] = f"{fmt(q['der_4bit_points'], '+.2f')} points"
+    return out

@@ -39,3 +39,82 @@ def der_verdict(delta_points: float, claimed_max_points: float, ci: tuple[float,
     if high <= claimed_max_points:
         return "confirmed"
     return "refuted" if low > claimed_max_points else "within noise"
+
+
+SAME_OUTPUT_TOLERANCE = 1e-4  # max |difference| of float32 outputs that counts as "the same output"
+MINOR_GAIN = 1.1  # a setting whose speed-up stays within 1/1.1 .. 1.1 is second-order
+
+
+def same_output_verdict(max_error: float, tolerance: float = SAME_OUTPUT_TOLERANCE) -> str:
+    """A claim that a change leaves the output (and so DER) unchanged: confirmed when the largest
+    difference measured is within float32 rounding (``tolerance``), refuted otherwise."""
+    if max_error != max_error:
+        return "not measured"
+    if max_error <= tolerance:
+        return f"confirmed: the same outputs (max difference {max_error:.1e})"
+    return f"refuted: outputs differ by up to {max_error:.2g}"
+
+
+def same_size_verdict(before_mb: float, after_mb: float, tolerance: float = 0.01) -> str:
+    """A claim that a change leaves the model's size unchanged: confirmed when the parameters
+    weigh the same within ``tolerance`` (relative), refuted otherwise; the change is stated."""
+    change = (after_mb - before_mb) / before_mb
+    text = f"{before_mb:.2f} MB -> {after_mb:.2f} MB ({100 * change:+.1f} %)"
+    return f"confirmed: {text}" if abs(change) <= tolerance else f"refuted: {text}"
+
+
+def repeat_work_verdict(repeated_speedups: dict[str, float], first_run_speedup: float) -> tuple[str, str]:
+    """Two verdicts on caching: (avoids redundant computation, makes a first run faster).
+
+    The first is confirmed when every repeated workload gains at least ``MINOR_GAIN`` (partly when
+    only some do); the second is refuted when the cold run gains less than ``MINOR_GAIN``."""
+    gains = [v for v in repeated_speedups.values() if v == v]
+    won = [k for k, v in repeated_speedups.items() if v >= MINOR_GAIN]
+    if gains and len(won) == len(gains):
+        repeated = "confirmed for repeated work"
+    elif won:
+        repeated = f"partly: only {', '.join(won)}"
+    else:
+        repeated = "refuted"
+    first = ("confirmed" if first_run_speedup >= MINOR_GAIN
+             else "refuted: a cache only helps work that repeats")
+    return repeated, first
+
+
+def threads_verdict(best_threads: dict[str, int], physical_cores: int) -> str:
+    """The CPU reading of "use the cores": confirmed when every model is fastest with one thread
+    per physical core, partly when some model peaks at another count."""
+    off = {m: n for m, n in best_threads.items() if int(n) != int(physical_cores)}
+    if not off:
+        return f"confirmed: fastest at one thread per physical core ({physical_cores})"
+    return "partly: " + ", ".join(f"{m} fastest at {int(n)} threads" for m, n in off.items()) + \
+        f" on {physical_cores} physical cores"
+
+
+def minor_verdict(gains: list[float]) -> str:
+    """Settings whose every speed-up lies within ``1/MINOR_GAIN`` .. ``MINOR_GAIN``: second-order."""
+    gains = [g for g in gains if g == g]
+    if not gains:
+        return "not measured"
+    if all(1 / MINOR_GAIN <= g <= MINOR_GAIN for g in gains):
+        return f"second-order: every setting within ±{100 * (MINOR_GAIN - 1):.0f} %"
+    return f"matters: from {min(gains):.2f}x to {max(gains):.2f}x"
+
+
+def typed_judgements(markdown: str) -> list[str]:
+    """Lines of a notebook's markdown that type a verdict or a machine fact instead of gluing it:
+    a verdict word (``book.claims.WORDS`` but the "not measured" ones, "not met") or a core count ("2-core", "on 2 cores")
+    outside a ``{glue:...}`` role. The book's rule: every judgement comes from a cell."""
+    import re
+
+    from .claims import WORDS
+
+    # "not measured" / "not measurable here" state a platform's limits, which prose may explain
+    words = "|".join(re.escape(w) for w in (*WORDS, "not met") if not w.startswith("not measur"))
+    pattern = re.compile(rf"\b({words})\b|\b\d+-core\b|\b(\d+|two|four) (physical |logical )?cores\b", re.I)
+    found = []
+    for line in markdown.splitlines():
+        bare = re.sub(r"\{glue(:\w+)?\}`[^`]*`", "", line)
+        if pattern.search(bare):
+            found.append(line.strip())
+    return found

@@ -61,6 +61,16 @@ def state_dict_mb(module: nn.Module) -> float:
     return len(state_bytes(module)) / 1e6
 
 
+def parameter_mb(*modules: nn.Module) -> float:
+    """MB of the distinct parameters of ``modules`` together (a tensor shared by two of them, or
+    reachable twice, counts once)."""
+    seen = {}
+    for m in modules:
+        for t in m.parameters():
+            seen[t.data_ptr()] = t.numel() * t.element_size()
+    return sum(seen.values()) / 1e6
+
+
 def sizes_mb(module: nn.Module) -> dict:
     """What ``torch.save`` writes, and the same bytes xz-compressed (where zeros do pay off)."""
     raw = state_bytes(module)

@@ -18,6 +18,7 @@ from ..core.config import reference_params
 from ..core.data import Recording
 from ..core.errors import OptionError
 from ..core.models import EmbeddingChoice, choose_embedding, load_segmentation
+from . import progress
 from .registry import Variant
 
 
@@ -53,14 +54,18 @@ def build_reference_pipeline(embedding: EmbeddingChoice | str = "auto", params: 
 
 
 class StageClock:
-    """pyannote hook that timestamps the last call of each step."""
+    """pyannote hook that timestamps the last call of each step, and passes every call on to
+    ``forward`` (a ``pipelines.progress.Progress``, or None)."""
 
-    def __init__(self):
+    def __init__(self, forward=None):
         self.t0 = time.perf_counter()
         self.last: dict[str, float] = {}
+        self.forward = forward
 
     def __call__(self, step, artifact=None, file=None, total=None, completed=None):
         self.last[step] = time.perf_counter()
+        if self.forward is not None:
+            self.forward(step, artifact, file=file, total=total, completed=completed)
 
     def stages(self, end: float) -> dict:
         seg = self.last.get("segmentation", end)
@@ -72,8 +77,9 @@ class StageClock:
 
 def run_pyannote(pipe, rec: Recording, **speaker_counts) -> tuple[Annotation, dict]:
     """Diarize one recording, timing each stage; ``speaker_counts`` (``num_speakers``,
-    ``min_speakers``, ``max_speakers``) go to pyannote's call as given, none by default."""
-    clock = StageClock()
+    ``min_speakers``, ``max_speakers``) go to pyannote's call as given, none by default. Progress
+    goes to the hook of the enclosing ``pipelines.progress.reporting`` block, if any."""
+    clock = StageClock(progress.current())
     out = pipe(as_pyannote_input(rec.waveform, rec.uri), hook=clock, **speaker_counts)
     end = time.perf_counter()
     hyp = out.speaker_diarization if hasattr(out, "speaker_diarization") else out
