@@ -29,6 +29,34 @@ def test_window_frames_pads_and_aligns():
     assert block_trunk.window_frames(frames, 4, 25.0, 10.0).tolist() == [[10, 11, 0, 0]]
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_on_demand_block_frames_equal_the_whole_file_frames_and_are_computed_once(batch):
+    """BlockFrames (what the pipeline now uses, memory bounded) against block_frames + window_frames
+    (the whole file's frames at once): the same numbers for every window of a 47.3 s file at a
+    2.5 s step, each group of blocks computed once, and only a few blocks alive at a time."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(1, 5, kernel_size=400, stride=160)  # a stand-in trunk: (B, 1, N) -> (B, 5, T)
+    calls = []
+
+    def frames_of(x):
+        calls.append(x.shape[0])
+        return conv(x)
+
+    wav = torch.randn(1, int(47.3 * 16000))
+    with torch.inference_mode():
+        whole, per_block = block_trunk.block_frames(frames_of, wav, batch=batch)
+        calls.clear()
+        blocks = block_trunk.BlockFrames(frames_of, wav, batch=batch)
+        alive = 0
+        for start in np.arange(0.0, 47.3, 2.5):
+            blocks.release_before(start)
+            got = blocks.window(float(start))
+            assert torch.equal(got, block_trunk.window_frames(whole, per_block, float(start), 10.0)), start
+            alive = max(alive, len(blocks.groups))
+    assert blocks.computed == len(calls) == -(-5 // batch)  # 5 blocks of 10 s, in groups of `batch`
+    assert alive <= 2
+
+
 @pytest.mark.slow
 def test_block_frames_equal_window_trunk_on_aligned_windows(emb, sample):
     frames_of, _ = trunk_and_pool(emb)

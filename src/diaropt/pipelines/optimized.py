@@ -8,25 +8,30 @@ Measured in the chapters, kept here:
   and 4x fewer embeddings to cluster;
 - ONNX Runtime fp32 for both networks (quantization chapter: the runtime mattered more than
   the number format; int8 and fp16 were slower on this CPU);
-- segmentation batch 8 (batching chapter).
+- segmentation batch 8 (batching chapter);
+- for any length of audio: trunk frames computed block by block and dropped once pooled
+  (``trunks.BlockFrames``), and the dendrogram built by fastcluster's memory-saving
+  ``linkage_vector`` (``pipelines.clustering``; ``--param linkage=scipy`` restores scipy's, whose
+  distance matrix grows with the square of the length).
 
-Everything else — clustering, its frozen threshold, aggregation — is pyannote's, unchanged.
+Everything else — clustering's rules, its frozen threshold, aggregation — is pyannote's, unchanged.
 Its DER is measured against the reference on the same files, never assumed.
 """
 from __future__ import annotations
 
 from ..core.models import load_segmentation
 from ..portable.onnx import ort_segmentation, ort_trunk
+from .clustering import use_vector_linkage
 from .reference import pipeline_variant
 from .registry import Variant
 from .trunks import BlockTrunkDiarization, build_shared_trunk_pipeline, trunk_and_pool
 
-OPTIMIZED = {"segmentation_step": 0.25, "segmentation_batch_size": 8, "runtime": "onnxruntime"}
+OPTIMIZED = {"segmentation_step": 0.25, "segmentation_batch_size": 8, "runtime": "onnxruntime", "linkage": "vector"}
 
 
 def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
                              runtime: str = OPTIMIZED["runtime"], params=None, threads: int | None = None,
-                             segmentation_model=None, embedding_model=None):
+                             segmentation_model=None, embedding_model=None, linkage: str = OPTIMIZED["linkage"]):
     """Block-trunk pipeline with a coarser step; ONNX Runtime for both networks if asked
     (``threads``: ONNX Runtime intra-op threads; default: one per physical core).
 
@@ -35,6 +40,8 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
     the configured parameters."""
     if runtime not in ("onnxruntime", "torch"):
         raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
+    if linkage not in ("vector", "scipy"):
+        raise ValueError(f"linkage must be 'vector' or 'scipy', got {linkage!r}")
     if runtime == "onnxruntime":  # exports go through portable.onnx's cache (no temporary folders)
         seg = segmentation_model if segmentation_model is not None else load_segmentation()
         seg_forward = ort_segmentation(seg, threads=threads)
@@ -56,15 +63,18 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
             pipe.runtime = "onnxruntime (segmentation + embedding trunk)"
         else:
             pipe.runtime = "onnxruntime (segmentation); torch (embedding trunk: no ONNX export wired for it)"
+    if linkage == "vector":
+        use_vector_linkage(pipe)
     return pipe
 
 
 def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
-                      runtime: str = OPTIMIZED["runtime"], threads: int | None = None) -> Variant:
+                      runtime: str = OPTIMIZED["runtime"], threads: int | None = None,
+                      linkage: str = OPTIMIZED["linkage"]) -> Variant:
     pipe = build_optimized_pipeline(embedding, float(segmentation_step), runtime,
-                                    threads=int(threads) if threads is not None else None)
+                                    threads=int(threads) if threads is not None else None, linkage=linkage)
     desc = (f"block embedding trunk + segmentation step {10 * float(segmentation_step):g} s + batch "
-            f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference "
+            f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference, {linkage} linkage "
             f"({pipe.embedding_choice.name})")
     return pipeline_variant("optimized", pipe, desc)
 

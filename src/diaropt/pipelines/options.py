@@ -46,6 +46,8 @@ OPTIONS: dict[str, Option] = {
                                 f"{0.25 * WINDOW_SECONDS:g} s step"),
     "runtime": Option(str, lambda v: v in ("onnxruntime", "torch"), "onnxruntime or torch"),
     "threads": Option(int, lambda v: v >= 1, "a positive integer (ONNX Runtime intra-op threads)"),
+    "linkage": Option(str, lambda v: v in ("vector", "scipy"),
+                      "vector (fastcluster, O(n) memory) or scipy (pyannote's default, O(n^2) memory)"),
     # streaming: seconds (pipelines.streaming.check_online_settings checks them together)
     "step": Option(float, lambda v: 0.0 < v <= WINDOW_SECONDS, f"seconds in (0, {WINDOW_SECONDS:g}]"),
     "latency": Option(float, lambda v: 0.0 < v <= WINDOW_SECONDS, f"seconds in (0, {WINDOW_SECONDS:g}], at least step"),

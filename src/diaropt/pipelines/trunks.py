@@ -171,6 +171,62 @@ def window_frames(frames: torch.Tensor, per_block: int, start: float, block_seco
     return out
 
 
+class BlockFrames:
+    """The trunk frames of a (1, N) waveform's 10 s blocks, computed when a window first needs
+    them and dropped once the windows have moved past them.
+
+    ``window(start)`` returns exactly ``window_frames(*block_frames(frames_of, waveform, block,
+    batch), start, block_seconds)``: the same blocks, zero-padded at the end of the file, computed
+    in the same groups of ``batch`` blocks (so the same numbers), but without holding the frames
+    of the whole file. For CAM++ those are 512 channels at 100 frames per second, about 0.7 GB per
+    hour of audio, and they were concatenated and permuted into two more copies: the memory of
+    ``optimized`` grew by about 0.5 GiB per 20 minutes of audio. Here the live frames are those
+    of the blocks the current windows touch. ``release_before(seconds)`` drops the groups that
+    end before a time; windows must then come in increasing order of start (pyannote's chunks do).
+    """
+
+    def __init__(self, frames_of, waveform: torch.Tensor, block: int = BLOCK_SAMPLES, batch: int = 1,
+                 sample_rate: int = 16000):
+        self.frames_of, self.waveform, self.block, self.batch = frames_of, waveform, block, max(1, batch)
+        self.blocks = max(1, -(-waveform.shape[-1] // block))
+        self.block_seconds = block / sample_rate
+        self.groups: dict[int, torch.Tensor] = {}  # group index -> (batch, C, T)
+        self.per_block: int | None = None
+        self.computed = 0  # groups computed so far (each exactly once when windows come in order)
+
+    def _group(self, g: int) -> torch.Tensor:
+        if g not in self.groups:
+            first, last = g * self.batch, min((g + 1) * self.batch, self.blocks)
+            x = self.waveform[0, first * self.block: last * self.block]
+            x = torch.nn.functional.pad(x, (0, (last - first) * self.block - x.shape[-1]))
+            self.groups[g] = self.frames_of(x.reshape(last - first, 1, self.block))
+            self.computed += 1
+            self.per_block = self.groups[g].shape[-1]
+        return self.groups[g]
+
+    def _block(self, b: int) -> torch.Tensor:
+        return self._group(b // self.batch)[b % self.batch]
+
+    def window(self, start: float) -> torch.Tensor:
+        """The ``per_block`` frames of the window starting at ``start`` seconds (zero-padded)."""
+        per_block = self.per_block or self._block(0).shape[-1]
+        i0 = int(round(start * per_block / self.block_seconds))
+        lo, hi = max(i0, 0), i0 + per_block
+        parts = []
+        for b in range(lo // per_block, min(-(-hi // per_block), self.blocks)):
+            frames = self._block(b)
+            parts.append(frames[:, max(lo - b * per_block, 0): min(hi - b * per_block, per_block)])
+        out = torch.cat(parts, dim=-1) if parts else self._block(0)[:, :0]
+        missing = per_block - out.shape[-1]
+        return torch.nn.functional.pad(out, (0, missing)) if missing else out
+
+    def release_before(self, seconds: float) -> None:
+        """Forget the groups whose blocks all end at or before ``seconds``."""
+        first_needed = int(seconds // self.block_seconds) // self.batch
+        for g in [g for g in self.groups if g < first_needed]:
+            del self.groups[g]
+
+
 class BlockTrunkDiarization(SharedTrunkDiarization):
     """pyannote's pipeline whose embeddings pool per-window masks from file-level trunk frames.
 
@@ -189,13 +245,13 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
         reps = self.__dict__.get("_replacements", {})
         frames_of, pool = reps.get("frames") or frames_of, reps.get("pool") or pool
         waveform, sample_rate = self._audio(file)
-        block_seconds = BLOCK_SAMPLES / sample_rate
         window = binary_segmentations.sliding_window
         with torch.inference_mode():
-            frames, per_block = block_frames(frames_of, waveform, batch=self.chunk_batch)
+            blocks = BlockFrames(frames_of, waveform, batch=self.chunk_batch, sample_rate=sample_rate)
 
-            def embed(idx):
-                f = torch.stack([window_frames(frames, per_block, window[c].start, block_seconds) for c in idx])
+            def embed(idx):  # idx: chunk indices in increasing order, batch after batch
+                blocks.release_before(window[idx[0]].start)
+                f = torch.stack([blocks.window(window[c].start) for c in idx])
                 return pool(f, torch.from_numpy(masks[idx]))
 
             return embed_active_chunks(masks, self._embedding.dimension, self.skip_inactive, self.pool_batch,
