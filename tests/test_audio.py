@@ -61,3 +61,48 @@ def test_files(tmp_path):
         load_audio(corrupt)
     with pytest.raises(AudioError, match="no such file"):
         load_audio(tmp_path / "missing.wav")
+
+
+def test_block_scan_counts_like_the_whole_array():
+    """validate_waveform scans in blocks (no whole-file temporaries): same NaN count, peak and clipping."""
+    from diaropt.core.audio import _scan
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(-1, 1, 100_003).astype(np.float32))
+    x[[5, 70_000]] = float("nan")
+    x[99_000] = float("inf")
+    x[[10, 50_000, 80_001]] = 1.0
+    bad, peak, clipped = _scan(x[None], block=4096)
+    finite = x[torch.isfinite(x)]
+    assert bad == 3
+    assert peak == float(finite.abs().max()) == 1.0
+    assert clipped == int((finite.abs() >= 0.999).sum())
+
+
+def test_quiet_audio_warns_but_passes():
+    from diaropt.core.audio import QuietWarning
+
+    with pytest.warns(QuietWarning, match="-81 dBFS"):
+        validate_waveform(tone(amp=10 ** (-81 / 20)), SR)
+
+
+def test_a_truncated_wav_is_refused_and_an_open_ended_header_is_not(tmp_path):
+    import struct
+
+    from diaropt.core.audio import declared_wav_frames
+
+    full = tmp_path / "full.wav"
+    sf.write(full, tone(seconds=3.0), SR, subtype="PCM_16")
+    data = full.read_bytes()
+    assert declared_wav_frames(full) == 3 * SR
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) - SR])  # half a second of PCM_16 samples missing
+    with pytest.raises(AudioError, match="truncated: the header declares 3.0 s, the file holds 2.5 s"):
+        load_audio(cut)
+    i = data.index(b"data")
+    streaming = tmp_path / "streaming.wav"  # a writer that never filled in the length
+    streaming.write_bytes(data[: i + 4] + struct.pack("<I", 0xFFFFFFFF) + data[i + 8: len(data) - SR])
+    assert declared_wav_frames(streaming) is None
+    flac = tmp_path / "x.flac"
+    sf.write(flac, tone(), SR)
+    assert declared_wav_frames(flac) is None

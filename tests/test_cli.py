@@ -272,6 +272,23 @@ def test_diarize_says_when_the_dask_scheduler_cannot_be_reached(wav, tmp_path, c
              "cannot connect")
 
 
+def test_diarize_refuses_a_truncated_wav_before_any_work(tmp_path, capsys, no_work):
+    full = _tone(tmp_path / "full.wav", seconds=4.0)
+    cut = tmp_path / "cut.wav"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    _refused(["diarize", cut, "--output", tmp_path / "o.rttm"], capsys, "cut.wav", "truncated", "4.0 s", "2.0 s")
+
+
+def test_diarize_warns_about_very_quiet_audio(tmp_path, capsys, fake_pipeline):
+    src = tmp_path / "quiet.wav"
+    t = np.arange(3 * SR) / SR
+    sf.write(str(src), (10 ** (-81 / 20) * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR, subtype="FLOAT")
+    rc, _, err = _run(["diarize", src, "--output", tmp_path / "o.rttm", "--quiet"], capsys)
+    assert rc == 0, err
+    assert f"warning: {src}: very quiet (peak -81 dBFS)" in err
+
+
 def test_diarize_passes_speaker_counts_to_pyannote(wav, tmp_path, capsys, fake_pipeline):
     rc, _, err = _run(["diarize", wav, "--output", tmp_path / "o.rttm", "--variant", "optimized",
                        "--min-speakers", "2", "--max-speakers", "4"], capsys)
@@ -324,7 +341,7 @@ def test_an_unknown_variant_is_named_before_its_other_options_are_judged(wav, tm
 
 @pytest.mark.parametrize("params, fragments", [
     (["segmentaton_step=0.5"], ["no option 'segmentaton_step'", "did you mean 'segmentation_step'",
-                                "accepted: runtime, segmentation_step, threads"]),
+                                "accepted: linkage, runtime, segmentation_step, threads"]),
     (["step=1"], ["no option 'step'", "accepted:"]),
     (["segmentation_step=0"], ["segmentation_step=0", "(0, 1]"]),
     (["segmentation_step=-0.25"], ["segmentation_step=-0.25", "(0, 1]"]),
@@ -334,6 +351,7 @@ def test_an_unknown_variant_is_named_before_its_other_options_are_judged(wav, tm
     (["runtime=tensorrt"], ["onnxruntime or torch"]),
     (["threads=0"], ["threads=0", "positive integer"]),
     (["threads=1.5"], ["threads=1.5"]),
+    (["linkage=ward"], ["linkage=ward", "vector", "scipy"]),
     (["segmentation_step"], ["KEY=VALUE"]),
     (["runtime=torch", "runtime=onnxruntime"], ["given twice"]),
 ])
@@ -365,7 +383,7 @@ def test_variants_without_options_refuse_any_param(variant, tmp_path, capsys, no
 
 
 def test_the_accepted_keys_come_from_the_factories():
-    assert options.accepted_keys("optimized") == ["runtime", "segmentation_step", "threads"]
+    assert options.accepted_keys("optimized") == ["linkage", "runtime", "segmentation_step", "threads"]
     assert options.accepted_keys("streaming") == ["latency", "step", "threshold"]
     assert options.accepted_keys("reference") == []
 

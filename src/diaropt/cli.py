@@ -101,7 +101,8 @@ def _diarize(args):
 
     def done(o: many.Outcome) -> None:
         for note in o.notes:
-            print(f"note: {o.source}: {note}", file=sys.stderr)
+            kind, text = ("warning", note[len("warning: "):]) if note.startswith("warning: ") else ("note", note)
+            print(f"{kind}: {o.source}: {text}", file=sys.stderr)
         if o.error:
             failed.append(o)
             print(f"error: {o.error}", file=sys.stderr)

@@ -7,8 +7,10 @@ Policy (documented in the book's Methods page):
 - more than one channel: refused unless ``downmix=True`` (mean of channels); the command line's
   ``diarize`` downmixes by default, as pyannote.audio does, and says so (``conversion_notes``);
 - empty, shorter than ``MIN_DURATION``, NaN/inf, or amplitudes beyond [-1, 1]: refused;
-- clipping (more than 0.1 % of samples at full scale): accepted with a warning;
-- unreadable or corrupt files: refused with the decoder's reason.
+- clipping (more than 0.1 % of samples at full scale), or a peak below -50 dBFS: accepted with a
+  warning (the command line shows it);
+- unreadable or corrupt files, and WAV files shorter than their header declares (a cut-off copy):
+  refused with the reason.
 """
 from __future__ import annotations
 
@@ -27,10 +29,15 @@ log = logging.getLogger(__name__)
 
 CLIP_LEVEL = 0.999
 CLIP_FRACTION = 1e-3
+QUIET_PEAK = 10 ** (-50 / 20)  # a peak below -50 dBFS: speech this faint is rarely diarized well
 
 
 class ClippingWarning(UserWarning):
     """The audio has a noticeable share of samples at full scale."""
+
+
+class QuietWarning(UserWarning):
+    """The audio's peak is so low that speech may be missed."""
 
 
 def _as_channels_first(x, name: str) -> torch.Tensor:
@@ -53,8 +60,8 @@ def validate_waveform(waveform, sample_rate: int, *, name: str = "audio", resamp
         wav = wav.mean(dim=0, keepdim=True)
     if wav.shape[-1] == 0:
         raise AudioError(f"{name}: empty audio (0 samples)")
-    if not torch.isfinite(wav).all():
-        bad = int((~torch.isfinite(wav)).sum())
+    bad = _scan(wav)[0]
+    if bad:
         raise AudioError(f"{name}: {bad} NaN/inf samples; the file is corrupt or was decoded wrongly")
     if sample_rate != SAMPLE_RATE:
         if not resample:
@@ -67,15 +74,77 @@ def validate_waveform(waveform, sample_rate: int, *, name: str = "audio", resamp
     duration = wav.shape[-1] / SAMPLE_RATE
     if duration < min_duration:
         raise AudioError(f"{name}: {duration:.3f} s of audio, shorter than the {min_duration} s minimum")
-    peak = float(wav.abs().max())
+    _, peak, clipped = _scan(wav)
     if peak > 1.0 + 1e-4:
         raise AudioError(f"{name}: peak amplitude {peak:.1f} > 1: expected float audio in [-1, 1] "
                          f"(integer PCM must be scaled by 1/32768)")
-    clipped = float((wav.abs() >= CLIP_LEVEL).float().mean())
-    if clipped > CLIP_FRACTION:
-        warnings.warn(f"{name}: {100 * clipped:.2f}% of samples at full scale (clipped); "
+    if clipped / wav.shape[-1] > CLIP_FRACTION:
+        warnings.warn(f"{name}: {100 * clipped / wav.shape[-1]:.2f}% of samples at full scale (clipped); "
                       f"accuracy may suffer", ClippingWarning, stacklevel=2)
+    if 0.0 < peak < QUIET_PEAK:
+        warnings.warn(f"{name}: very quiet (peak {20 * np.log10(peak):.0f} dBFS); speech this faint may be missed or "
+                      "merged into fewer speakers: normalise the level first", QuietWarning, stacklevel=2)
     return wav.contiguous()
+
+
+def _scan(wav: torch.Tensor, block: int = 1 << 22) -> tuple[int, float, int]:
+    """(NaN/inf samples, peak |x| of the finite ones, samples at full scale), one block at a time:
+    on a 4-hour file the whole-array forms (``abs()``, a float mask) were 1-2 GB of temporaries."""
+    bad, peak, clipped = 0, 0.0, 0
+    flat = wav.reshape(-1)
+    for i in range(0, flat.shape[0], block):
+        x = flat[i: i + block]
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            bad += int((~finite).sum())
+            x = x[finite]
+        if x.numel():
+            a = x.abs()
+            peak = max(peak, float(a.max()))
+            clipped += int((a >= CLIP_LEVEL).sum())
+    return bad, peak, clipped
+
+
+def declared_wav_frames(path) -> int | None:
+    """The number of frames a RIFF/WAVE header declares (its ``data`` chunk size over the block
+    size), or None for another format, or a header that leaves the length open (0 or 0xFFFFFFFF,
+    as streaming writers do)."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+            elif cid == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), 1)
+
+
+def check_complete(path) -> None:
+    """``AudioError`` for a WAV file shorter than its header says (a copy or a recording cut off):
+    libsndfile reads what is there without a word, and the diarization would silently cover only
+    part of the recording."""
+    import soundfile
+
+    declared = declared_wav_frames(path)
+    if declared is None:
+        return
+    info = soundfile.info(str(path))
+    if info.frames < declared:
+        raise AudioError(f"{path}: truncated: the header declares {declared / info.samplerate:.1f} s, the file holds "
+                         f"{info.frames / info.samplerate:.1f} s (an interrupted copy or recording?)")
 
 
 def load_audio(path, *, resample: bool = True, downmix: bool = False) -> torch.Tensor:
@@ -87,6 +156,7 @@ def load_audio(path, *, resample: bool = True, downmix: bool = False) -> torch.T
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001 - libsndfile raises several types
         raise AudioError(f"{path}: cannot decode audio ({e})") from e
+    check_complete(path)
     return validate_waveform(data.T, sr, name=str(path), resample=resample, downmix=downmix)
 
 

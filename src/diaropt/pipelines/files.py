@@ -25,10 +25,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.audio import check_complete
 from ..core.errors import AudioError, DiaroptError, PathError
 from ..core.paths import check_input
 
@@ -102,6 +104,7 @@ def _check_header(path: Path) -> None:
         raise AudioError(f"{path}: cannot decode audio ({str(e).strip() or type(e).__name__})") from e
     if info.frames == 0:
         raise AudioError(f"{path}: empty audio (0 samples)")
+    check_complete(path)
 
 
 def _writable_dir(folder: Path) -> Path:
@@ -172,8 +175,11 @@ def diarize_file(source, output, spec: dict, progress=None, variant=None) -> Out
 
     outcome = Outcome(str(source), str(output))
     try:
-        wav = load_audio(source, resample=True, downmix=spec["downmix"])
+        with warnings.catch_warnings(record=True) as caught:  # clipping, very quiet audio: said, not hidden
+            warnings.simplefilter("always")
+            wav = load_audio(source, resample=True, downmix=spec["downmix"])
         outcome.notes = conversion_notes(source, downmix=spec["downmix"])
+        outcome.notes += [f"warning: {w.message}".replace(f"{source}: ", "") for w in caught]
         rec = Recording(rttm_uri(source), wav, None, None, "user", "")
         variant = variant if variant is not None else _worker_variant(spec)
         t0 = time.perf_counter()
