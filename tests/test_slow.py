@@ -19,22 +19,9 @@ def test_campplus_verification_eer_is_low(provisioned):
     assert res["eer"] < 0.05, res
 
 
-def test_reference_pipeline_on_sample(provisioned):
-    from diaropt.core.metrics import der
-    from diaropt.pipelines.registry import get_variant
-
-    rec = data.pyannote_sample()
-    v = get_variant("reference", embedding="campplus")
-    hyp, stages = v.run(rec)
-    assert len(hyp.labels()) == 2
-    assert der(rec.reference, hyp, rec.uem, "strict") < 0.2
-    assert stages["total"] == pytest.approx(sum(stages[s] for s in ("segmentation", "counting", "embedding", "clustering")))
-    assert v.models["embedding_name"] == "campplus"
-
-
 def test_cli_benchmark_smoke_and_compare(provisioned, tmp_path):
     """The command's plumbing (benchmark -> JSON -> compare), on the fast variant: the reference
-    pipeline itself is tested in test_reference_pipeline_on_sample, and benchmarked by the book."""
+    pipeline itself is tested in test_fusion (test_shared_trunk_equals_reference_...), and benchmarked by the book."""
     out = tmp_path / "opt.json"
     cmd = [sys.executable, "-m", "diaropt", "benchmark", "--variant", "optimized", "--smoke", "--output", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
