@@ -42,7 +42,7 @@ from ..measure.cost import count_flops, package_bytes, parameter_count, sizes_mb
 from ..measure.timing import time_call
 
 SETTINGS = {
-    "full": {"ratios": [0.3, 0.5], "kd_steps": {"segmentation-3.0": 60, "CAM++": 30}, "repeats": 7,
+    "full": {"ratios": [0.3, 0.5], "kd_steps": {"segmentation-3.0": 60, "CAM++": 30}, "repeats": 5,
              "train_conversations": 12},
     "smoke": {"ratios": [0.3], "kd_steps": {"segmentation-3.0": 2, "CAM++": 2}, "repeats": 2,
               "train_conversations": 1},
