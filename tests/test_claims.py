@@ -379,3 +379,6 @@ def test_advice_figures_quote_the_quantization_summary_or_say_why_not():
     assert fig["advice_int8_der"] == "+0.30 points [+0.10, +0.60] (confirmed against the guide's 1 point)"
     assert fig["advice_fp16_speed"] == "seg 0.31x, emb 0.42x"
     assert fig["advice_4bit_der"] == "+2.50 points"
+    claims.save_summary("quantization", "smoke", quantization(der_int8_points=NAN, der_4bit_points=None))
+    fig = claims.advice_figures("smoke")
+    assert fig["advice_int8_der"] == fig["advice_4bit_der"] == "not measured in the smoke profile"

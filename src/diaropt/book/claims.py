@@ -568,9 +568,10 @@ def advice_figures(profile: str) -> dict[str, str]:
         out["advice_fp16_speed"] = _pair(q["speed_fp16"])
         out["advice_int8_speed"] = _pair(q["speed_int8"])
         ci = _ci(q.get("der_int8_ci"))
-        der = q["der_int8_points"]
-        judged = der_verdict(float(der), 1.0, ci) if _finite([der]) else "not measured"
-        ci_text = _ci_text(q.get("der_int8_ci"))
-        out["advice_int8_der"] = f"{fmt(der, '+.2f')} points{ci_text} ({judged} against the guide's 1 point)"
-        out["advice_4bit_der"] = f"{fmt(q['der_4bit_points'], '+.2f')} points"
+        der, der4 = q["der_int8_points"], q["der_4bit_points"]
+        not_measured = f"not measured in the {profile} profile"
+        out["advice_int8_der"] = (f"{fmt(der, '+.2f')} points{_ci_text(q.get('der_int8_ci'))} "
+                                  f"({der_verdict(float(der), 1.0, ci)} against the guide's 1 point)"
+                                  if _finite([der]) else not_measured)
+        out["advice_4bit_der"] = f"{fmt(der4, '+.2f')} points" if _finite([der4]) else not_measured
     return out
