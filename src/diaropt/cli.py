@@ -100,9 +100,9 @@ def _diarize(args):
     failed = []
 
     def done(o: many.Outcome) -> None:
-        for note in o.notes:
-            kind, text = ("warning", note[len("warning: "):]) if note.startswith("warning: ") else ("note", note)
-            print(f"{kind}: {o.source}: {text}", file=sys.stderr)
+        for kind, texts in (("note", o.notes), ("warning", o.warnings)):
+            for text in texts:
+                print(f"{kind}: {o.source}: {text}", file=sys.stderr)
         if o.error:
             failed.append(o)
             print(f"error: {o.error}", file=sys.stderr)

@@ -64,3 +64,16 @@ def check_output(path, *, source=None, make_parents: bool = False) -> Path:
         raise PathError(f"--output {p}: cannot create files in {folder} (permission denied or read-only)")
     return p
 
+
+
+def check_output_dir(folder) -> Path:
+    """A directory the outputs of several inputs can be written to (created later if missing), or
+    ``PathError``: not an existing file, and files can be created in it or in its nearest existing
+    parent."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise PathError(f"--output {folder}: several inputs need an output directory, and this is a file")
+    base = folder if folder.exists() else _nearest_existing(folder)
+    if not base.is_dir() or not _can_create_in(base):
+        raise PathError(f"--output {folder}: cannot create files in {base} (permission denied or read-only)")
+    return folder

@@ -75,7 +75,8 @@ class Outcome:
     speakers: int = 0
     audio_seconds: float = 0.0
     seconds: float = 0.0
-    notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what was converted (resampled, downmixed)
+    warnings: list = field(default_factory=list)  # what may hurt the result (clipped, very quiet)
     error: str = ""
 
 
@@ -107,21 +108,10 @@ def _check_header(path: Path) -> None:
     check_complete(path)
 
 
-def _writable_dir(folder: Path) -> Path:
-    from ..core.paths import _can_create_in, _nearest_existing
-
-    if folder.exists() and not folder.is_dir():
-        raise PathError(f"--output {folder}: several inputs need an output directory, and this is a file")
-    base = folder if folder.exists() else _nearest_existing(folder)
-    if not base.is_dir() or not _can_create_in(base):
-        raise PathError(f"--output {folder}: cannot create files in {base} (permission denied or read-only)")
-    return folder
-
-
 def plan(inputs: list, output) -> tuple[list[Job], bool]:
     """The jobs of a ``diarize`` call, checked; and whether it is the single-file form (one input
     file, ``--output`` naming the RTTM file itself)."""
-    from ..core.paths import check_output
+    from ..core.paths import check_output, check_output_dir
 
     files, had_dir = _expand(inputs)
     out = Path(output)
@@ -129,7 +119,7 @@ def plan(inputs: list, output) -> tuple[list[Job], bool]:
     if single:
         jobs = [Job(files[0], check_output(out, source=files[0]))]
     else:
-        _writable_dir(out)
+        check_output_dir(out)
         jobs, taken = [], {}
         for f in files:
             target = out / f"{rttm_uri(f)}.rttm"
@@ -179,7 +169,7 @@ def diarize_file(source, output, spec: dict, progress=None, variant=None) -> Out
             warnings.simplefilter("always")
             wav = load_audio(source, resample=True, downmix=spec["downmix"])
         outcome.notes = conversion_notes(source, downmix=spec["downmix"])
-        outcome.notes += [f"warning: {w.message}".replace(f"{source}: ", "") for w in caught]
+        outcome.warnings = [str(w.message).replace(f"{source}: ", "") for w in caught]
         rec = Recording(rttm_uri(source), wav, None, None, "user", "")
         variant = variant if variant is not None else _worker_variant(spec)
         t0 = time.perf_counter()
