@@ -558,7 +558,8 @@ def other_rows(profile: str) -> list[dict]:
 
 def advice_figures(profile: str) -> dict[str, str]:
     """Glue name -> text: the measured figures the summary's advice rests on, read from the
-    quantization and pruning summaries of this build ("n/a (reason)" where a chapter did not run)."""
+    quantization summary of this build ("n/a (reason)" where that chapter did not run, "not
+    measured in the <profile> profile" where it did not measure a DER)."""
     out = {}
     q = load_summary("quantization", profile)
     if q is None:

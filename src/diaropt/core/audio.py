@@ -60,7 +60,7 @@ def validate_waveform(waveform, sample_rate: int, *, name: str = "audio", resamp
         wav = wav.mean(dim=0, keepdim=True)
     if wav.shape[-1] == 0:
         raise AudioError(f"{name}: empty audio (0 samples)")
-    bad = _scan(wav)[0]
+    bad, peak, clipped = _scan(wav)
     if bad:
         raise AudioError(f"{name}: {bad} NaN/inf samples; the file is corrupt or was decoded wrongly")
     if sample_rate != SAMPLE_RATE:
@@ -71,10 +71,10 @@ def validate_waveform(waveform, sample_rate: int, *, name: str = "audio", resamp
 
         log.info("%s: resampling %d Hz -> %d Hz", name, sample_rate, SAMPLE_RATE)
         wav = AF.resample(wav, sample_rate, SAMPLE_RATE)
+        _, peak, clipped = _scan(wav)  # resampling changes the samples: scan them again
     duration = wav.shape[-1] / SAMPLE_RATE
     if duration < min_duration:
         raise AudioError(f"{name}: {duration:.3f} s of audio, shorter than the {min_duration} s minimum")
-    _, peak, clipped = _scan(wav)
     if peak > 1.0 + 1e-4:
         raise AudioError(f"{name}: peak amplitude {peak:.1f} > 1: expected float audio in [-1, 1] "
                          f"(integer PCM must be scaled by 1/32768)")

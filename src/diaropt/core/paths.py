@@ -65,7 +65,6 @@ def check_output(path, *, source=None, make_parents: bool = False) -> Path:
     return p
 
 
-
 def check_output_dir(folder) -> Path:
     """A directory the outputs of several inputs can be written to (created later if missing), or
     ``PathError``: not an existing file, and files can be created in it or in its nearest existing

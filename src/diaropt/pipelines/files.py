@@ -60,10 +60,6 @@ class Job:
     source: Path
     output: Path
 
-    @property
-    def uri(self) -> str:
-        return rttm_uri(self.source)
-
 
 @dataclass
 class Outcome:
