@@ -35,13 +35,20 @@ def test_integrated_embedding_equals_pyannote_masked_pooling(provisioned, window
     assert torch.nn.functional.cosine_similarity(out[0], ref[0]).min() > 0.9999
 
 
-@pytest.mark.slow
-def test_compressed_weights_round_trip(provisioned, window):
+@pytest.fixture(scope="module")
+def converted(provisioned, window):
+    """segmentation-3.0 converted to CoreML (fp16) and palettized at 8 bits, once for this module."""
     seg = plain.PlainSegmentation(models.load_segmentation())
     ml, _ = coreml.convert(seg, (window,), ["audio"], "log_probs", "fp16")
+    pal8, _ = coreml.compress(ml, "palettize 8-bit per tensor")
+    return seg, ml, pal8
+
+
+@pytest.mark.slow
+def test_compressed_weights_round_trip(converted, window):
+    seg, ml, pal8 = converted
     ops = coreml.op_histogram(ml)
     assert ops["lstm"] == 4 and ops["conv"] == 3
-    pal8, _ = coreml.compress(ml, "palettize 8-bit per tensor")
     new8, report = coreml.compressed_weights_into_torch(seg, pal8)
     assert {r["layout"] for r in report} >= {"identity", "lstm-gates"}
     assert max(r["relative error"] for r in report) < 0.02
@@ -58,10 +65,8 @@ def test_compressed_weights_round_trip(provisioned, window):
     assert len(np.unique(w)) <= 16
 
 
-def test_mismatched_weights_are_refused(provisioned, window):
-    seg = plain.PlainSegmentation(models.load_segmentation())
-    ml, _ = coreml.convert(seg, (window,), ["audio"], "log_probs", "fp16")
-    pal, _ = coreml.compress(ml, "palettize 8-bit per tensor")
+def test_mismatched_weights_are_refused(converted):
+    _, _, pal = converted
     other = plain.PlainSegmentation(models.load_segmentation())
     with torch.no_grad():
         for p in other.parameters():

@@ -1,10 +1,12 @@
-"""Command line: ``python -m diaropt {provision,benchmark,compare,simulate,tune,diarize,env}``."""
+"""Command line: ``python -m diaropt {provision,benchmark,compare,simulate,tune,diarize,scaling,env}``."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
 from .core.errors import DiaroptError
 
@@ -126,6 +128,25 @@ def _diarize(args):
     return 0
 
 
+def _scaling(args):
+    from .core.errors import OptionError
+    from .core.paths import check_output
+    from .measure.environment import environment
+    from .measure.scaling import run_scaling
+    from .pipelines.registry import factory
+
+    if any(not 0 < m <= 24 * 60 for m in args.minutes):
+        raise OptionError("--minutes: lengths must be in (0, 1440]")
+    for variant in args.variant or []:
+        factory(variant)  # UnknownVariant, naming the known ones
+    out = check_output(args.output, make_parents=True) if args.output else None
+    rows = run_scaling({v: args.minutes for v in (args.variant or ["optimized"])}, Path(args.folder))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"environment": environment(), "rows": rows}, indent=2))
+        print(f"-> {out}")
+
+
 def _env(args):
     from .core.models import model_inventory
     from .measure.environment import environment
@@ -214,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress lines on stderr (stage, percent, ETA; printed every few seconds otherwise)")
     _speaker_options(s)
     s.set_defaults(func=_diarize)
+
+    s = sub.add_parser("scaling", help="speed, peak memory and DER of `diarize` against recording length "
+                                       "(long meetings from real speech; one fresh process per run)")
+    s.add_argument("--minutes", type=float, nargs="+", required=True, help="meeting lengths, e.g. 10 240")
+    s.add_argument("--variant", action="append", help="variant(s) to run (default: optimized; repeatable)")
+    s.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "diaropt-meetings"),
+                   help="where the meetings are written once and reused (default: %(default)s)")
+    s.add_argument("--output", help="also write the rows and the environment as JSON here")
+    s.set_defaults(func=_scaling)
 
     s = sub.add_parser("env", help="print the environment and model inventory as JSON")
     s.set_defaults(func=_env)

@@ -26,6 +26,12 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict]] = {
                                         "block trunk, step 2.5 s (torch)", "optimized, step 5 s"],
                            "speed_files": [0, 2], "speed_repeats": 3},
                   "smoke": {"ablation": ["block trunk, step 2.5 s (torch)"], "speed_files": [0], "speed_repeats": 3}},
+    # chapter 91: meeting lengths in minutes per variant (one diarize process each), the length the
+    # measured points are extrapolated to, and the warm start-up repeats (after one cold start)
+    "long_recordings": {"full": {"lengths": {"optimized": [1, 10, 30], "reference": [1]}, "extrapolate": 240,
+                                 "startup_repeats": 3},
+                        "smoke": {"lengths": {"optimized": [0.5, 1.5], "reference": [0.5]}, "extrapolate": 240,
+                                  "startup_repeats": 1}},
 }
 
 

@@ -101,6 +101,18 @@ def minor_verdict(gains: list[float]) -> str:
     return f"matters: from {min(gains):.2f}x to {max(gains):.2f}x"
 
 
+def target_verdict(measured: float, target: float, unit: str, *, at_most: bool = True,
+                   extrapolated: bool = False) -> str:
+    """An issue's or a user's target (not the guide's claim): "met" when ``measured`` is at most
+    (or, ``at_most=False``, at least) ``target``, "not met" otherwise; an extrapolated figure says so."""
+    if measured != measured:
+        return "not measured"
+    ok = measured <= target if at_most else measured >= target
+    sign = ("<=" if ok else ">") if at_most else (">=" if ok else "<")
+    how = "extrapolated " if extrapolated else ""
+    return f"{'met' if ok else 'not met'} ({how}{measured:.2f} {unit} {sign} {target:g} {unit})"
+
+
 def typed_judgements(markdown: str) -> list[str]:
     """Lines of a notebook's markdown that type a verdict or a machine fact instead of gluing it:
     a verdict word (``book.claims.WORDS`` but the "not measured" ones, "not met") or a core count ("2-core", "on 2 cores")

@@ -72,19 +72,24 @@ def validate_waveform(waveform, sample_rate: int, *, name: str = "audio", resamp
         log.info("%s: resampling %d Hz -> %d Hz", name, sample_rate, SAMPLE_RATE)
         wav = AF.resample(wav, sample_rate, SAMPLE_RATE)
         _, peak, clipped = _scan(wav)  # resampling changes the samples: scan them again
-    duration = wav.shape[-1] / SAMPLE_RATE
+    _judge(name, wav.shape[-1], peak, clipped, min_duration)
+    return wav.contiguous()
+
+
+def _judge(name: str, samples: int, peak: float, clipped: int, min_duration: float) -> None:
+    """The checks on a scanned 16 kHz waveform's length and level (errors and warnings)."""
+    duration = samples / SAMPLE_RATE
     if duration < min_duration:
         raise AudioError(f"{name}: {duration:.3f} s of audio, shorter than the {min_duration} s minimum")
     if peak > 1.0 + 1e-4:
         raise AudioError(f"{name}: peak amplitude {peak:.1f} > 1: expected float audio in [-1, 1] "
                          f"(integer PCM must be scaled by 1/32768)")
-    if clipped / wav.shape[-1] > CLIP_FRACTION:
-        warnings.warn(f"{name}: {100 * clipped / wav.shape[-1]:.2f}% of samples at full scale (clipped); "
-                      f"accuracy may suffer", ClippingWarning, stacklevel=2)
+    if clipped / samples > CLIP_FRACTION:
+        warnings.warn(f"{name}: {100 * clipped / samples:.2f}% of samples at full scale (clipped); "
+                      f"accuracy may suffer", ClippingWarning, stacklevel=3)
     if 0.0 < peak < QUIET_PEAK:
         warnings.warn(f"{name}: very quiet (peak {20 * np.log10(peak):.0f} dBFS); speech this faint may be missed or "
-                      "merged into fewer speakers: normalise the level first", QuietWarning, stacklevel=2)
-    return wav.contiguous()
+                      "merged into fewer speakers: normalise the level first", QuietWarning, stacklevel=3)
 
 
 def _scan(wav: torch.Tensor, block: int = 1 << 22) -> tuple[int, float, int]:
@@ -145,6 +150,95 @@ def check_complete(path) -> None:
     if info.frames < declared:
         raise AudioError(f"{path}: truncated: the header declares {declared / info.samplerate:.1f} s, the file holds "
                          f"{info.frames / info.samplerate:.1f} s (an interrupted copy or recording?)")
+
+
+# formats libsndfile seeks in exactly, sample for sample (MP3 and Ogg are decoded whole instead)
+SEEKABLE_FORMATS = frozenset({"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF", "AU"})
+READ_BLOCK = 1 << 20  # samples per read when a file is scanned block by block (about 65 s)
+
+
+class FileSource:
+    """A validated audio file that stays on disk: its samples are read block by block when asked.
+
+    The ``optimized`` pipeline diarizes from one (the long-recordings chapter): a 4-hour file
+    decoded whole is 0.92 GB of float32, which alone was about a quarter of the process's
+    peak memory. ``read(start, stop)`` returns the same float32 numbers as the whole file decoded
+    by ``load_audio`` (libsndfile converts integer PCM sample by sample; channels are averaged
+    the same way), so a pipeline reading blocks gives the same output as one given the whole
+    waveform. Only for files at 16 kHz in a format libsndfile seeks exactly (``open_audio``
+    decides); everything ``load_audio`` checks is checked here too, by one pass over the blocks,
+    before any work starts.
+
+    ``shape`` is ``(1, samples)``, as for the (1, samples) tensors it stands in for.
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, path, *, downmix: bool = False, min_duration: float = MIN_DURATION):
+        self.path = Path(path)
+        name = str(self.path)
+        info = _info(self.path)
+        if info.samplerate != SAMPLE_RATE or info.format not in SEEKABLE_FORMATS:
+            raise ValueError(f"{name}: FileSource reads 16 kHz {'/'.join(sorted(SEEKABLE_FORMATS))} files; "
+                             "use load_audio")
+        if info.channels > 1 and not downmix:
+            raise AudioError(f"{name}: {info.channels} channels; diarization here takes mono audio. "
+                             f"Pass downmix=True (CLI: --downmix) to average the channels.")
+        if info.frames == 0:
+            raise AudioError(f"{name}: empty audio (0 samples)")
+        check_complete(self.path)
+        self.samples, self.channels = int(info.frames), info.channels
+        bad = peak = clipped = 0
+        for start in range(0, self.samples, READ_BLOCK):
+            b, p, c = _scan(self.read(start, start + READ_BLOCK))
+            bad, peak, clipped = bad + b, max(peak, p), clipped + c
+        if bad:
+            raise AudioError(f"{name}: {bad} NaN/inf samples; the file is corrupt or was decoded wrongly")
+        _judge(name, self.samples, peak, clipped, min_duration)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (1, self.samples)
+
+    @property
+    def duration(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Samples ``[start, stop)`` as float32 (1, n), cut to the file (no padding)."""
+        start, stop = max(0, int(start)), min(self.samples, int(stop))
+        if stop <= start:
+            return torch.zeros(1, 0)
+        data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)
+        x = torch.from_numpy(data.T)
+        return (x.mean(dim=0, keepdim=True) if self.channels > 1 else x).contiguous()
+
+    def load(self) -> torch.Tensor:
+        """The whole waveform in memory (for pipelines that do not read blocks)."""
+        return self.read(0, self.samples)
+
+
+def _info(path: Path):
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    try:
+        return sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+        raise AudioError(f"{path}: cannot decode audio ({str(e).strip() or type(e).__name__})") from e
+
+
+def open_audio(path, *, resample: bool = True, downmix: bool = False) -> FileSource | torch.Tensor:
+    """A ``FileSource`` for a 16 kHz file in a format read exactly by blocks, else the whole
+    waveform from ``load_audio`` (resampled or compressed audio is decoded in memory)."""
+    info = _info(Path(path))
+    if info.samplerate == SAMPLE_RATE and info.format in SEEKABLE_FORMATS:
+        return FileSource(path, downmix=downmix)
+    return load_audio(path, resample=resample, downmix=downmix)
+
+
+def waveform_of(audio) -> torch.Tensor:
+    """The (1, samples) tensor of a waveform or of a ``FileSource`` (read whole)."""
+    return audio.load() if isinstance(audio, FileSource) else audio
 
 
 def load_audio(path, *, resample: bool = True, downmix: bool = False) -> torch.Tensor:

@@ -67,7 +67,7 @@ class Recording:
     """One benchmark file: audio, reference speaker turns and the scored region."""
 
     uri: str
-    waveform: torch.Tensor  # (1, samples) float32 at 16 kHz
+    waveform: torch.Tensor  # (1, samples) float32 at 16 kHz, or a core.audio.FileSource (same shape)
     reference: Annotation
     uem: Timeline
     source: str  # "ami", "pyannote-sample", "simulated"
@@ -271,6 +271,46 @@ def simulated_conversations(split: str, count: int, duration: float) -> list[Rec
         rec.split = split
         recs.append(rec)
     return recs
+
+
+@functools.cache
+def adult_speakers() -> frozenset[str]:
+    """Speakers known to be adults: every LibriSpeech reader, and the speechocean762 speakers
+    aged 18 or more (``meta/selected_speakers.tsv``)."""
+    ages = {}
+    meta = data_dir() / "speechocean762" / "meta" / "selected_speakers.tsv"
+    for line in meta.read_text().splitlines()[1:]:
+        spk, age, _ = line.split("\t")
+        ages[f"speechocean762-{spk}"] = int(age)
+    return frozenset(s for s in speakers_with_utterances() if s.startswith("librispeech-") or ages.get(s, 0) >= 18)
+
+
+LONG_SPEAKERS = 6  # voices in a long meeting (the long-recordings chapter)
+
+
+def long_meeting(minutes: float, seed: int = 0) -> Recording:
+    """A long meeting for the long-recordings chapter: ``LONG_SPEAKERS`` adult voices of the test
+    half, taking turns of real read speech with pauses and 10 % overlapping starts, for
+    ``minutes`` minutes (the simulator of ``simulate_conversation``; utterances repeat once a
+    speaker's are used up). The same seed gives the same meeting, and a longer meeting with the
+    same seed starts with the shorter one's turns."""
+    speakers = sorted(set(speaker_halves()[1]) & adult_speakers())
+    recipe = ConversationRecipe(n_speakers=LONG_SPEAKERS, duration=60.0 * minutes, overlap_ratio=0.1,
+                                seed=9000 + seed)
+    rec = simulate_conversation(recipe, speakers, uri=f"meeting-{minutes:g}min")
+    rec.split = "long"
+    return rec
+
+
+def write_pcm16(rec: Recording, folder: Path) -> tuple[Path, Path]:
+    """Write ``<uri>.wav`` as 16-bit PCM (what recorders write; half the float file) and ``<uri>.rttm``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wav, rttm = folder / f"{rec.uri}.wav", folder / f"{rec.uri}.rttm"
+    sf.write(str(wav), rec.waveform[0].numpy(), SAMPLE_RATE, subtype="PCM_16")
+    with open(rttm, "w") as f:
+        rec.reference.write_rttm(f)
+    return wav, rttm
 
 
 # Benchmark profiles: full = the published numbers, smoke = a subset that runs within a minute.

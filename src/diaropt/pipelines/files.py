@@ -155,19 +155,21 @@ def diarize_file(source, output, spec: dict, progress=None, variant=None) -> Out
     """Diarize one file with ``variant`` (by default the worker's pipeline for ``spec``: ``variant``,
     ``embedding``, ``params``, ``counts``, ``downmix``); never raises for a problem of the file
     itself (``Outcome.error``)."""
-    from ..core.audio import conversion_notes, load_audio
+    from ..core.audio import conversion_notes, load_audio, open_audio
     from ..core.data import Recording
     from .progress import reporting
 
     outcome = Outcome(str(source), str(output))
     try:
+        variant = variant if variant is not None else _worker_variant(spec)
+        # a pipeline that reads blocks leaves a 16 kHz WAV/FLAC file on disk (pipelines.bounded)
+        read = open_audio if getattr(variant.pipeline, "reads_blocks", False) else load_audio
         with warnings.catch_warnings(record=True) as caught:  # clipping, very quiet audio: said, not hidden
             warnings.simplefilter("always")
-            wav = load_audio(source, resample=True, downmix=spec["downmix"])
+            wav = read(source, resample=True, downmix=spec["downmix"])
         outcome.notes = conversion_notes(source, downmix=spec["downmix"])
         outcome.warnings = [str(w.message).replace(f"{source}: ", "") for w in caught]
         rec = Recording(rttm_uri(source), wav, None, None, "user", "")
-        variant = variant if variant is not None else _worker_variant(spec)
         t0 = time.perf_counter()
         with reporting(progress):
             hyp, _ = variant.run(rec)

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from pyannote.core import Annotation
 
-from ..core.audio import as_pyannote_input
+from ..core.audio import FileSource, as_pyannote_input
 from ..core.config import reference_params
 from ..core.data import Recording
 from ..core.errors import OptionError
@@ -80,7 +80,12 @@ def run_pyannote(pipe, rec: Recording, **speaker_counts) -> tuple[Annotation, di
     ``min_speakers``, ``max_speakers``) go to pyannote's call as given, none by default. Progress
     goes to the hook of the enclosing ``pipelines.progress.reporting`` block, if any."""
     clock = StageClock(progress.current())
-    out = pipe(as_pyannote_input(rec.waveform, rec.uri), hook=clock, **speaker_counts)
+    if not isinstance(rec.waveform, FileSource):
+        out = pipe(as_pyannote_input(rec.waveform, rec.uri), hook=clock, **speaker_counts)
+    elif getattr(pipe, "reads_blocks", False):  # the file stays on disk (pipelines.bounded)
+        out = pipe.apply({"uri": rec.uri, pipe.SOURCE: rec.waveform}, hook=clock, **speaker_counts)
+    else:
+        out = pipe(as_pyannote_input(rec.waveform.load(), rec.uri), hook=clock, **speaker_counts)
     end = time.perf_counter()
     hyp = out.speaker_diarization if hasattr(out, "speaker_diarization") else out
     return hyp, clock.stages(end)

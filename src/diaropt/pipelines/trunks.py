@@ -21,13 +21,16 @@ DER is measured, never assumed.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import numpy as np
 import torch
 from pyannote.audio.pipelines import SpeakerDiarization
 
+from ..core.audio import FileSource
 from ..core.constants import WINDOW_SAMPLES
+from . import bounded
 from .reference import build_reference_pipeline, pipeline_variant
 from .registry import Variant
 
@@ -185,9 +188,11 @@ class BlockFrames:
     end before a time; windows must then come in increasing order of start (pyannote's chunks do).
     """
 
-    def __init__(self, frames_of, waveform: torch.Tensor, block: int = BLOCK_SAMPLES, batch: int = 1,
+    def __init__(self, frames_of, waveform, block: int = BLOCK_SAMPLES, batch: int = 1,
                  sample_rate: int = 16000):
-        self.frames_of, self.waveform, self.block, self.batch = frames_of, waveform, block, max(1, batch)
+        self.frames_of, self.block, self.batch = frames_of, block, max(1, batch)
+        # a (1, N) tensor, or a ``core.audio.FileSource`` read block by block (``pipelines.bounded``)
+        self.read = waveform.read if isinstance(waveform, FileSource) else (lambda a, b: waveform[:, a:b])
         self.blocks = max(1, -(-waveform.shape[-1] // block))
         self.block_seconds = block / sample_rate
         self.groups: dict[int, torch.Tensor] = {}  # group index -> (batch, C, T)
@@ -197,7 +202,7 @@ class BlockFrames:
     def _group(self, g: int) -> torch.Tensor:
         if g not in self.groups:
             first, last = g * self.batch, min((g + 1) * self.batch, self.blocks)
-            x = self.waveform[0, first * self.block: last * self.block]
+            x = self.read(first * self.block, last * self.block)[0]
             x = torch.nn.functional.pad(x, (0, (last - first) * self.block - x.shape[-1]))
             self.groups[g] = self.frames_of(x.reshape(last - first, 1, self.block))
             self.computed += 1
@@ -231,9 +236,25 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
     """pyannote's pipeline whose embeddings pool per-window masks from file-level trunk frames.
 
     ``frames_fn(waveforms (B, 1, WINDOW_SAMPLES)) -> (B, C, T)`` may replace the torch trunk (e.g. an
-    ONNX Runtime session); ``pool_fn(frames, masks) -> (B, S, D)`` the pooling."""
+    ONNX Runtime session); ``pool_fn(frames, masks) -> (B, S, D)`` the pooling.
+
+    Any length in bounded memory (``pipelines.bounded``): it diarizes a file it reads block by
+    block (a ``core.audio.FileSource`` under the file key ``SOURCE``; ``reference.run_pyannote``
+    passes it), and reconstructs without pyannote's (windows, frames, speakers) array."""
 
     pool_batch: int = 64
+    reads_blocks = True
+    SOURCE = "diaropt_source"
+
+    def get_segmentations(self, file, hook=None):
+        if self.SOURCE not in file:
+            return super().get_segmentations(file, hook=hook)
+        if hook is not None:
+            hook = functools.partial(hook, "segmentation", None)
+        return bounded.slide_segmentation(self._segmentation, file[self.SOURCE], hook)
+
+    def reconstruct(self, segmentations, hard_clusters, count):
+        return bounded.reconstruct(segmentations, hard_clusters, count)
 
     def set_trunk(self, frames_fn=None, pool_fn=None) -> None:
         reps = self.__dict__.setdefault("_replacements", {})
@@ -244,7 +265,10 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
         frames_of, pool = trunk_and_pool(self._embedding.model_)
         reps = self.__dict__.get("_replacements", {})
         frames_of, pool = reps.get("frames") or frames_of, reps.get("pool") or pool
-        waveform, sample_rate = self._audio(file)
+        if self.SOURCE in file:
+            waveform, sample_rate = file[self.SOURCE], file[self.SOURCE].sample_rate
+        else:
+            waveform, sample_rate = self._audio(file)
         window = binary_segmentations.sliding_window
         with torch.inference_mode():
             blocks = BlockFrames(frames_of, waveform, batch=self.chunk_batch, sample_rate=sample_rate)

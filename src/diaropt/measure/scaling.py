@@ -1,0 +1,180 @@
+"""Long recordings (chapter 91): speed, peak memory and DER against the length of the recording,
+each run of ``python -m diaropt diarize`` in a process of its own.
+
+Users of pyannote.audio report 12-18 GB of memory for 4-hour files. What a user sees is the
+command's process, so that is what is measured: for each length, a fresh interpreter runs the
+``diarize`` command's code (``cli.main``) on a long meeting written to disk as 16-bit PCM, the
+way a recorder writes it, and reports
+
+- its **peak resident memory** (the kernel's high-water mark of that process, ``VmHWM``, read
+  by the process itself at its end: ``ru_maxrss`` of a child would include what its parent held
+  before ``exec``);
+- the **pipeline's seconds** (what the command prints per file) and the real-time factor
+  ``RTFx = audio seconds / pipeline seconds`` (steady state);
+- the **start-up**: the process's wall time minus the pipeline's seconds (interpreter, imports,
+  models, ONNX Runtime sessions, reading the file's header and scanning its samples), with the
+  imports timed on their own;
+- the **DER** of the RTTM it wrote against the meeting's reference (strict and FluidAudio-style).
+
+The meetings come from ``core.data.long_meeting`` (six adult voices of the test half, real read
+speech). ``python -m diaropt scaling --minutes 10 240`` reproduces any point, the 4-hour one
+included; ``extrapolate`` fits a line through measured points for lengths not run, and every
+such figure is labelled as extrapolated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD_MARK = "DIAROPT-SCALING "
+LINE = re.compile(r"(\d+) speakers, ([0-9.]+) s for ([0-9.]+) s audio")
+
+
+def meeting_file(minutes: float, folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """``<folder>/meeting-<minutes>min.wav`` (16-bit PCM) and its ``.rttm``, written once."""
+    from ..core.data import long_meeting, write_pcm16
+
+    wav, rttm = Path(folder) / f"meeting-{minutes:g}min.wav", Path(folder) / f"meeting-{minutes:g}min.rttm"
+    if not (wav.exists() and rttm.exists()):
+        wav, rttm = write_pcm16(long_meeting(minutes, seed), Path(folder))
+    return wav, rttm
+
+
+def _child(argv: list[str]) -> None:
+    """In the measured process: time the imports, run the ``diarize`` command, report."""
+    t0 = time.perf_counter()
+    import onnxruntime  # noqa: F401 - the imports a diarize call pays for, timed on their own
+    import pyannote.audio.pipelines  # noqa: F401
+    import torch  # noqa: F401
+
+    from .. import cli
+    from .memory import peak_rss_mib
+
+    imports = time.perf_counter() - t0
+    status = cli.main(argv)
+    print(CHILD_MARK + json.dumps({"status": status, "import_s": imports, "peak_rss_mib": peak_rss_mib()}),
+          flush=True)
+
+
+def run_diarize(audio: Path, variant: str = "optimized", *, params: dict | None = None,
+                env: dict | None = None, timeout: float | None = None) -> dict:
+    """One ``diarize`` call in a fresh process: wall, pipeline and start-up seconds, peak memory."""
+    out = Path(tempfile.mkdtemp(prefix="diaropt-scaling-")) / f"{Path(audio).stem}.rttm"
+    argv = ["diarize", str(audio), "--variant", variant, "--output", str(out), "--quiet"]
+    for k, v in (params or {}).items():
+        argv += ["--param", f"{k}={v}"]
+    code = f"from diaropt.measure.scaling import _child; _child({argv!r})"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - t0
+    report = [json.loads(line[len(CHILD_MARK):]) for line in proc.stdout.splitlines() if line.startswith(CHILD_MARK)]
+    found = LINE.search(proc.stdout)
+    if proc.returncode or not report or report[0]["status"] or not found:
+        raise RuntimeError(f"diarize {audio} ({variant}) failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    speakers, seconds, audio_s = int(found[1]), float(found[2]), float(found[3])
+    return {"variant": variant, "audio_s": audio_s, "minutes": audio_s / 60, "wall_s": wall, "pipeline_s": seconds,
+            "startup_s": wall - seconds, "import_s": report[0]["import_s"], "rtfx": audio_s / seconds,
+            "peak_rss_gib": report[0]["peak_rss_mib"] / 1024, "speakers": speakers, "rttm": str(out)}
+
+
+def score_rttm(row: dict, reference_rttm: Path) -> dict:
+    """The row with the DER of its RTTM against the reference (strict and FluidAudio-style)."""
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.database.util import load_rttm
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from ..core.metrics import CONVENTIONS, der
+
+    ref = next(iter(load_rttm(str(reference_rttm)).values()))
+    hyps = load_rttm(row["rttm"])
+    hyp = next(iter(hyps.values())) if hyps else Annotation()  # no speech found: an empty RTTM
+    uem = Timeline([Segment(0.0, row["audio_s"])])
+    parts = DiarizationErrorRate(**CONVENTIONS["strict"])(ref, hyp, uem=uem, detailed=True)
+    return {**row, **{f"der_{c}": der(ref, hyp, uem, c) for c in CONVENTIONS},
+            "confusion_strict": parts["confusion"] / parts["total"], "ref_speakers": len(ref.labels())}
+
+
+def run_scaling(plan: dict[str, list[float]], folder: Path, *, progress: bool = True) -> list[dict]:
+    """``plan``: {variant: [minutes, ...]}; one fresh process per (variant, length), shortest first."""
+    rows = []
+    for variant, lengths in plan.items():
+        for minutes in sorted(lengths):
+            wav, rttm = meeting_file(minutes, folder)
+            if progress:
+                print(f"{variant}: {minutes:g} min ...", end=" ", flush=True)
+            row = score_rttm(run_diarize(wav, variant), rttm)
+            rows.append(row)
+            if progress:
+                print(f"{row['pipeline_s']:.1f} s (RTFx {row['rtfx']:.1f}), start-up {row['startup_s']:.1f} s, "
+                      f"peak {row['peak_rss_gib']:.2f} GiB, DER {100 * row['der_strict']:.1f} %", flush=True)
+    return rows
+
+
+def extrapolate(rows: list[dict], variant: str, minutes: float, key: str, *, steady: bool = False) -> float:
+    """``key`` (``pipeline_s`` or ``peak_rss_gib``) of ``variant`` at ``minutes``, from a least-squares
+    line through its measured points (at least two lengths). ``steady``: leave out the shortest
+    length when three or more were measured — its peak memory is the fixed cost of the process
+    still settling, and a line through it overstates the growth per minute."""
+    import numpy as np
+
+    pts = [(r["minutes"], r[key]) for r in rows if r["variant"] == variant]
+    lengths = sorted({m for m, _ in pts})
+    if len(lengths) < 2:
+        raise ValueError(f"{variant}: need two lengths to extrapolate {key}")
+    if steady and len(lengths) >= 3:
+        pts = [(m, v) for m, v in pts if m > lengths[0]]
+    slope, intercept = np.polyfit([m for m, _ in pts], [v for _, v in pts], 1)
+    return float(slope * minutes + intercept)
+
+
+def cold_models_env(folder: Path) -> dict:
+    """Settings for a cold start: a model cache holding the verified weights (linked) but no
+    exported ONNX files, so the first call exports them as a new user's does."""
+    from ..core.models import cache_dir
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in cache_dir().iterdir():
+        if item.name != "onnx" and not (folder / item.name).exists():
+            (folder / item.name).symlink_to(item)
+    return {"DIAROPT_MODELS": str(folder)}
+
+
+def startup(audio: Path, variant: str = "optimized", warm_repeats: int = 3) -> list[dict]:
+    """A cold call (no exported ONNX files yet) then ``warm_repeats`` warm ones, on ``audio``."""
+    with tempfile.TemporaryDirectory(prefix="diaropt-cold-") as cold:
+        rows = [{**run_diarize(audio, variant, env=cold_models_env(Path(cold))), "start": "cold"}]
+    rows += [{**run_diarize(audio, variant), "start": "warm"} for _ in range(warm_repeats)]
+    return rows
+
+
+def table(rows: list[dict]):
+    """One row per run: the figures a reader compares across lengths."""
+    import pandas as pd
+
+    return pd.DataFrame([{"variant": r["variant"], "minutes": round(r["minutes"], 1), "RTFx": r["rtfx"],
+                          "pipeline (s)": r["pipeline_s"], "start-up (s)": r["startup_s"],
+                          "peak memory (GiB)": r["peak_rss_gib"], "speakers found": r["speakers"],
+                          "speakers": r.get("ref_speakers"), "DER strict (%)": 100 * r["der_strict"],
+                          "DER FluidAudio-style (%)": 100 * r["der_fluidaudio"],
+                          "of which confusion (%)": 100 * r["confusion_strict"]} for r in rows])
+
+
+def removed_arrays(minutes: float, clusters: int, step_seconds: float) -> dict[str, float]:
+    """GB that pyannote's own path would hold at ``minutes`` and ``clusters`` (computed from the
+    array shapes, not measured): the decoded float32 waveform, and reconstruction's float64
+    (windows, frames, clusters) array with ``aggregate``'s copy of it."""
+    from ..core.constants import SAMPLE_RATE, SEGMENTATION_FRAMES, WINDOW_SECONDS
+
+    seconds = 60.0 * minutes
+    windows = int(max(0.0, seconds - WINDOW_SECONDS) // step_seconds) + 2
+    per_array = windows * SEGMENTATION_FRAMES * clusters * 8
+    return {"decoded waveform (float32)": seconds * SAMPLE_RATE * 4 / 1e9,
+            "reconstruction (float64) and aggregate's copy": 2 * per_array / 1e9}
