@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, nargs="+", required=True, help="meeting lengths, e.g. 10 240")
     s.add_argument("--variant", action="append", help="variant(s) to run (default: optimized; repeatable)")
     s.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "diaropt-meetings"),
-                   help="where the meetings are written once and reused (default: %(default)s)")
+                   help="where the meetings are written (default: %(default)s)")
     s.add_argument("--output", help="also write the rows and the environment as JSON here")
     s.set_defaults(func=_scaling)
 

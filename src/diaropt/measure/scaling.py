@@ -36,14 +36,22 @@ CHILD_MARK = "DIAROPT-SCALING "
 LINE = re.compile(r"(\d+) speakers, ([0-9.]+) s for ([0-9.]+) s audio")
 
 
+def meetings_dir() -> Path:
+    """``_build/meetings`` beside the build's results: where the chapter writes its meetings
+    (overwritten by each build, never left in the temporary directory)."""
+    from ..book.results import results_dir
+
+    path = results_dir().parent / "meetings"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def meeting_file(minutes: float, folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """``<folder>/meeting-<minutes>min.wav`` (16-bit PCM) and its ``.rttm``, written once."""
+    """``<folder>/meeting-<minutes>min.wav`` (16-bit PCM) and its ``.rttm``, written afresh (a few
+    seconds even for hours of audio; a file left by an older simulator is never reused)."""
     from ..core.data import long_meeting, write_pcm16
 
-    wav, rttm = Path(folder) / f"meeting-{minutes:g}min.wav", Path(folder) / f"meeting-{minutes:g}min.rttm"
-    if not (wav.exists() and rttm.exists()):
-        wav, rttm = write_pcm16(long_meeting(minutes, seed), Path(folder))
-    return wav, rttm
+    return write_pcm16(long_meeting(minutes, seed), Path(folder))
 
 
 def _child(argv: list[str]) -> None:
@@ -62,10 +70,18 @@ def _child(argv: list[str]) -> None:
           flush=True)
 
 
-def run_diarize(audio: Path, variant: str = "optimized", *, params: dict | None = None,
-                env: dict | None = None, timeout: float | None = None) -> dict:
-    """One ``diarize`` call in a fresh process: wall, pipeline and start-up seconds, peak memory."""
-    out = Path(tempfile.mkdtemp(prefix="diaropt-scaling-")) / f"{Path(audio).stem}.rttm"
+def run_diarize(audio: Path, variant: str = "optimized", *, reference: Path | None = None,
+                params: dict | None = None, env: dict | None = None, timeout: float | None = None) -> dict:
+    """One ``diarize`` call in a fresh process: wall, pipeline and start-up seconds, peak memory;
+    with the DER of its RTTM when a ``reference`` RTTM is given (the RTTM is not kept)."""
+    with tempfile.TemporaryDirectory(prefix="diaropt-scaling-") as tmp:
+        row = _run_diarize(audio, variant, Path(tmp) / f"{Path(audio).stem}.rttm", params, env, timeout)
+        row = score_rttm(row, reference) if reference is not None else row
+    row.pop("rttm")
+    return row
+
+
+def _run_diarize(audio, variant, out: Path, params, env, timeout) -> dict:
     argv = ["diarize", str(audio), "--variant", variant, "--output", str(out), "--quiet"]
     for k, v in (params or {}).items():
         argv += ["--param", f"{k}={v}"]
@@ -109,7 +125,7 @@ def run_scaling(plan: dict[str, list[float]], folder: Path, *, progress: bool = 
             wav, rttm = meeting_file(minutes, folder)
             if progress:
                 print(f"{variant}: {minutes:g} min ...", end=" ", flush=True)
-            row = score_rttm(run_diarize(wav, variant), rttm)
+            row = run_diarize(wav, variant, reference=rttm)
             rows.append(row)
             if progress:
                 print(f"{row['pipeline_s']:.1f} s (RTFx {row['rtfx']:.1f}), start-up {row['startup_s']:.1f} s, "
