@@ -19,15 +19,31 @@ def test_extrapolation_is_the_least_squares_line_and_needs_two_lengths():
         scaling.extrapolate(_rows(), "reference", 240, "pipeline_s")
 
 
+def test_window_counts_match_pyannotes_slide():
+    # by hand: 60 min at a 2.5 s step is exactly 1436 steps past the first window (1437 windows, none
+    # padded); 23.7 s holds 6 complete windows and a padded one; 7 s only a padded one
+    assert scaling.windows_of(3600 * 16000, 40000) == 1437
+    assert scaling.windows_of(int(23.7 * 16000), 40000) == 7
+    assert scaling.windows_of(7 * 16000, 40000) == 1
+
+
 def test_removed_arrays_follow_the_shapes():
     sizes = scaling.removed_arrays(60, clusters=5, step_seconds=2.5)
     assert sizes["decoded waveform (float32)"] == pytest.approx(3600 * 16000 * 4 / 1e9)
-    windows = int((3600 - 10) // 2.5) + 2
-    assert sizes["reconstruction (float64) and aggregate's copy"] == pytest.approx(2 * windows * 589 * 5 * 8 / 1e9)
+    assert sizes["reconstruction (float64, two while built)"] == pytest.approx(2 * 1437 * 589 * 5 * 8 / 1e9)
+
+
+def test_speed_ratio_is_taken_at_a_length_both_ran():
+    rows = [{"variant": "optimized", "minutes": m, "rtfx": r} for m, r in ((1, 30.0), (10, 36.0))]
+    rows.append({"variant": "reference", "minutes": 1, "rtfx": 1.2})
+    assert scaling.common_length_ratio(rows) == (1, pytest.approx(25.0))
+    minutes, ratio = scaling.common_length_ratio(rows[:2])
+    assert minutes != minutes and ratio != ratio  # NaN: no common length
 
 
 def test_target_verdict_says_met_or_not_and_labels_extrapolation():
-    assert target_verdict(1.6, 2.0, "GB", extrapolated=True) == "met (extrapolated 1.60 GB <= 2 GB)"
+    assert target_verdict(1.6, 2.0, "GB", extrapolated_from=30) == \
+        "met (extrapolated from runs up to 30 min: 1.60 GB <= 2 GB)"
     assert target_verdict(8.3, 3.0, "s") == "not met (8.30 s > 3 s)"
     assert target_verdict(36.0, 30.0, "x", at_most=False).startswith("met")
     assert target_verdict(float("nan"), 3.0, "s") == "not measured"

@@ -132,11 +132,11 @@ def _scaling(args):
     from .core.errors import OptionError
     from .core.paths import check_output
     from .measure.environment import environment
-    from .measure.scaling import run_scaling
+    from .measure.scaling import MIN_MINUTES, run_scaling
     from .pipelines.registry import factory
 
-    if any(not 0 < m <= 24 * 60 for m in args.minutes):
-        raise OptionError("--minutes: lengths must be in (0, 1440]")
+    if any(not MIN_MINUTES <= m <= 24 * 60 for m in args.minutes):
+        raise OptionError(f"--minutes: lengths must be in [{MIN_MINUTES:g}, 1440]")
     for variant in args.variant or []:
         factory(variant)  # UnknownVariant, naming the known ones
     out = check_output(args.output, make_parents=True) if args.output else None
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, nargs="+", required=True, help="meeting lengths, e.g. 10 240")
     s.add_argument("--variant", action="append", help="variant(s) to run (default: optimized; repeatable)")
     s.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "diaropt-meetings"),
-                   help="where the meetings are written (default: %(default)s)")
+                   help="where each meeting is written before its runs (and deleted after them; default: %(default)s)")
     s.add_argument("--output", help="also write the rows and the environment as JSON here")
     s.set_defaults(func=_scaling)
 

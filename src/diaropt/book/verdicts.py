@@ -102,14 +102,15 @@ def minor_verdict(gains: list[float]) -> str:
 
 
 def target_verdict(measured: float, target: float, unit: str, *, at_most: bool = True,
-                   extrapolated: bool = False) -> str:
+                   extrapolated_from: float | None = None) -> str:
     """An issue's or a user's target (not the guide's claim): "met" when ``measured`` is at most
-    (or, ``at_most=False``, at least) ``target``, "not met" otherwise; an extrapolated figure says so."""
+    (or, ``at_most=False``, at least) ``target``, "not met" otherwise. A figure extrapolated from
+    runs up to ``extrapolated_from`` minutes says so, and how far it reaches."""
     if measured != measured:
         return "not measured"
     ok = measured <= target if at_most else measured >= target
     sign = ("<=" if ok else ">") if at_most else (">=" if ok else "<")
-    how = "extrapolated " if extrapolated else ""
+    how = f"extrapolated from runs up to {extrapolated_from:g} min: " if extrapolated_from else ""
     return f"{'met' if ok else 'not met'} ({how}{measured:.2f} {unit} {sign} {target:g} {unit})"
 
 

@@ -152,8 +152,10 @@ def check_complete(path) -> None:
                          f"{info.frames / info.samplerate:.1f} s (an interrupted copy or recording?)")
 
 
-# formats libsndfile seeks in exactly, sample for sample (MP3 and Ogg are decoded whole instead)
+# containers and encodings libsndfile seeks in exactly, sample for sample (MP3, Ogg and the ADPCM
+# or G.72x encodings some WAV files carry are decoded whole instead)
 SEEKABLE_FORMATS = frozenset({"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF", "AU"})
+SEEKABLE_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW"})
 READ_BLOCK = 1 << 20  # samples per read when a file is scanned block by block (about 65 s)
 
 
@@ -178,9 +180,9 @@ class FileSource:
         self.path = Path(path)
         name = str(self.path)
         info = _info(self.path)
-        if info.samplerate != SAMPLE_RATE or info.format not in SEEKABLE_FORMATS:
-            raise ValueError(f"{name}: FileSource reads 16 kHz {'/'.join(sorted(SEEKABLE_FORMATS))} files; "
-                             "use load_audio")
+        if not reads_in_blocks(info):
+            raise ValueError(f"{name}: FileSource reads 16 kHz {'/'.join(sorted(SEEKABLE_FORMATS))} files "
+                             f"({info.format}/{info.subtype} at {info.samplerate} Hz here); use load_audio")
         if info.channels > 1 and not downmix:
             raise AudioError(f"{name}: {info.channels} channels; diarization here takes mono audio. "
                              f"Pass downmix=True (CLI: --downmix) to average the channels.")
@@ -209,7 +211,14 @@ class FileSource:
         start, stop = max(0, int(start)), min(self.samples, int(stop))
         if stop <= start:
             return torch.zeros(1, 0)
-        data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)
+        try:
+            data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)
+        except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+            raise AudioError(f"{self.path}: cannot decode samples {start}-{stop} "
+                             f"({str(e).strip() or type(e).__name__}); was the file changed?") from e
+        if data.shape[0] != stop - start:
+            raise AudioError(f"{self.path}: {data.shape[0]} samples where {stop - start} were expected at "
+                             f"{start}; was the file changed while it was diarized?")
         x = torch.from_numpy(data.T)
         return (x.mean(dim=0, keepdim=True) if self.channels > 1 else x).contiguous()
 
@@ -227,18 +236,19 @@ def _info(path: Path):
         raise AudioError(f"{path}: cannot decode audio ({str(e).strip() or type(e).__name__})") from e
 
 
+def reads_in_blocks(info) -> bool:
+    """Whether a file (its ``soundfile.info``) is read by ``FileSource``: 16 kHz, in a container and
+    an encoding libsndfile seeks in exactly."""
+    return (info.samplerate == SAMPLE_RATE and info.format in SEEKABLE_FORMATS
+            and info.subtype in SEEKABLE_SUBTYPES)
+
+
 def open_audio(path, *, resample: bool = True, downmix: bool = False) -> FileSource | torch.Tensor:
     """A ``FileSource`` for a 16 kHz file in a format read exactly by blocks, else the whole
     waveform from ``load_audio`` (resampled or compressed audio is decoded in memory)."""
-    info = _info(Path(path))
-    if info.samplerate == SAMPLE_RATE and info.format in SEEKABLE_FORMATS:
+    if reads_in_blocks(_info(Path(path))):
         return FileSource(path, downmix=downmix)
     return load_audio(path, resample=resample, downmix=downmix)
-
-
-def waveform_of(audio) -> torch.Tensor:
-    """The (1, samples) tensor of a waveform or of a ``FileSource`` (read whole)."""
-    return audio.load() if isinstance(audio, FileSource) else audio
 
 
 def load_audio(path, *, resample: bool = True, downmix: bool = False) -> torch.Tensor:

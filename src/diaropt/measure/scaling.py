@@ -12,14 +12,14 @@ way a recorder writes it, and reports
 - the **pipeline's seconds** (what the command prints per file) and the real-time factor
   ``RTFx = audio seconds / pipeline seconds`` (steady state);
 - the **start-up**: the process's wall time minus the pipeline's seconds (interpreter, imports,
-  models, ONNX Runtime sessions, reading the file's header and scanning its samples), with the
-  imports timed on their own;
+  models, ONNX Runtime sessions, reading the file's header and scanning its samples, writing the
+  RTTM and exiting), with the imports timed on their own;
 - the **DER** of the RTTM it wrote against the meeting's reference (strict and FluidAudio-style).
 
-The meetings come from ``core.data.long_meeting`` (six adult voices of the test half, real read
-speech). ``python -m diaropt scaling --minutes 10 240`` reproduces any point, the 4-hour one
-included; ``extrapolate`` fits a line through measured points for lengths not run, and every
-such figure is labelled as extrapolated.
+The meetings come from ``core.data.long_meeting`` (adult voices of the test half, real read
+speech); each is written before its runs and deleted after them. ``python -m diaropt scaling
+--minutes 10 240`` reproduces any point, the 4-hour one included; ``extrapolate`` fits a line
+through measured points for lengths not run, and every such figure is labelled as extrapolated.
 """
 from __future__ import annotations
 
@@ -32,7 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..core.errors import DiaroptError
+
 CHILD_MARK = "DIAROPT-SCALING "
+MEMORY_TARGET_GB = 2.0  # peak memory of a diarize call at any length (issue: long recordings)
+WARM_STARTUP_TARGET_S = 3.0  # a warm call's overhead around the work
+MIN_MINUTES = 0.1  # shorter meetings may hold a single turn
+
+
+class MeasurementError(DiaroptError):
+    """A measured ``diarize`` run failed or ran out of time (its stderr is in the message)."""
 LINE = re.compile(r"(\d+) speakers, ([0-9.]+) s for ([0-9.]+) s audio")
 
 
@@ -54,12 +63,14 @@ def meeting_file(minutes: float, folder: Path, seed: int = 0) -> tuple[Path, Pat
     return write_pcm16(long_meeting(minutes, seed), Path(folder))
 
 
-def _child(argv: list[str]) -> None:
+def _child(argv: list[str], onnx: bool) -> None:
     """In the measured process: time the imports, run the ``diarize`` command, report."""
     t0 = time.perf_counter()
-    import onnxruntime  # noqa: F401 - the imports a diarize call pays for, timed on their own
-    import pyannote.audio.pipelines  # noqa: F401
+    import pyannote.audio.pipelines  # noqa: F401 - the imports a diarize call pays for, timed on their own
     import torch  # noqa: F401
+
+    if onnx:  # only the variants that run ONNX Runtime pay for it
+        import onnxruntime  # noqa: F401
 
     from .. import cli
     from .memory import peak_rss_mib
@@ -85,15 +96,18 @@ def _run_diarize(audio, variant, out: Path, params, env, timeout) -> dict:
     argv = ["diarize", str(audio), "--variant", variant, "--output", str(out), "--quiet"]
     for k, v in (params or {}).items():
         argv += ["--param", f"{k}={v}"]
-    code = f"from diaropt.measure.scaling import _child; _child({argv!r})"
+    code = f"from diaropt.measure.scaling import _child; _child({argv!r}, {variant == 'optimized'!r})"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired as e:
+        raise MeasurementError(f"diarize {audio} ({variant}) ran past {timeout} s") from e
     wall = time.perf_counter() - t0
     report = [json.loads(line[len(CHILD_MARK):]) for line in proc.stdout.splitlines() if line.startswith(CHILD_MARK)]
     found = LINE.search(proc.stdout)
     if proc.returncode or not report or report[0]["status"] or not found:
-        raise RuntimeError(f"diarize {audio} ({variant}) failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise MeasurementError(f"diarize {audio} ({variant}) failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     speakers, seconds, audio_s = int(found[1]), float(found[2]), float(found[3])
     return {"variant": variant, "audio_s": audio_s, "minutes": audio_s / 60, "wall_s": wall, "pipeline_s": seconds,
             "startup_s": wall - seconds, "import_s": report[0]["import_s"], "rtfx": audio_s / seconds,
@@ -118,18 +132,30 @@ def score_rttm(row: dict, reference_rttm: Path) -> dict:
 
 
 def run_scaling(plan: dict[str, list[float]], folder: Path, *, progress: bool = True) -> list[dict]:
-    """``plan``: {variant: [minutes, ...]}; one fresh process per (variant, length), shortest first."""
+    """``plan``: {variant: [minutes, ...]}; one fresh process per (variant, length), shortest first.
+    Each meeting is written to ``folder`` before its runs and deleted after them."""
     rows = []
-    for variant, lengths in plan.items():
-        for minutes in sorted(lengths):
-            wav, rttm = meeting_file(minutes, folder)
-            if progress:
-                print(f"{variant}: {minutes:g} min ...", end=" ", flush=True)
-            row = run_diarize(wav, variant, reference=rttm)
-            rows.append(row)
-            if progress:
-                print(f"{row['pipeline_s']:.1f} s (RTFx {row['rtfx']:.1f}), start-up {row['startup_s']:.1f} s, "
-                      f"peak {row['peak_rss_gib']:.2f} GiB, DER {100 * row['der_strict']:.1f} %", flush=True)
+    for minutes in sorted({m for lengths in plan.values() for m in lengths}):
+        wav, rttm = meeting_file(minutes, folder)
+        try:
+            rows += _runs_at(minutes, wav, rttm, [v for v, lengths in plan.items() if minutes in lengths], progress)
+        finally:
+            wav.unlink(missing_ok=True)
+            rttm.unlink(missing_ok=True)
+    order = list(plan)
+    return sorted(rows, key=lambda r: (order.index(r["variant"]), r["minutes"]))
+
+
+def _runs_at(minutes: float, wav: Path, rttm: Path, variants: list[str], progress: bool) -> list[dict]:
+    rows = []
+    for variant in variants:
+        if progress:
+            print(f"{variant}: {minutes:g} min ...", end=" ", flush=True)
+        row = run_diarize(wav, variant, reference=rttm)
+        rows.append(row)
+        if progress:
+            print(f"{row['pipeline_s']:.1f} s (RTFx {row['rtfx']:.1f}), start-up {row['startup_s']:.1f} s, "
+                  f"peak {row['peak_rss_gib']:.2f} GiB, DER {100 * row['der_strict']:.1f} %", flush=True)
     return rows
 
 
@@ -183,14 +209,31 @@ def table(rows: list[dict]):
                           "of which confusion (%)": 100 * r["confusion_strict"]} for r in rows])
 
 
+def windows_of(samples: int, step_samples: int) -> int:
+    """How many windows pyannote's ``Inference.slide`` cuts from ``samples`` (the complete ones and a
+    zero-padded last one when the length is not a whole number of steps past the first window)."""
+    from ..core.constants import WINDOW_SAMPLES
+
+    complete = (samples - WINDOW_SAMPLES) // step_samples + 1 if samples >= WINDOW_SAMPLES else 0
+    return complete + int(samples < WINDOW_SAMPLES or (samples - WINDOW_SAMPLES) % step_samples > 0)
+
+
 def removed_arrays(minutes: float, clusters: int, step_seconds: float) -> dict[str, float]:
     """GB that pyannote's own path would hold at ``minutes`` and ``clusters`` (computed from the
     array shapes, not measured): the decoded float32 waveform, and reconstruction's float64
-    (windows, frames, clusters) array with ``aggregate``'s copy of it."""
-    from ..core.constants import SAMPLE_RATE, SEGMENTATION_FRAMES, WINDOW_SECONDS
+    (windows, frames, clusters) array, of which ``np.nan * np.zeros(...)`` makes two at once."""
+    from ..core.constants import SAMPLE_RATE, SEGMENTATION_FRAMES
 
-    seconds = 60.0 * minutes
-    windows = int(max(0.0, seconds - WINDOW_SECONDS) // step_seconds) + 2
-    per_array = windows * SEGMENTATION_FRAMES * clusters * 8
-    return {"decoded waveform (float32)": seconds * SAMPLE_RATE * 4 / 1e9,
-            "reconstruction (float64) and aggregate's copy": 2 * per_array / 1e9}
+    samples = round(60.0 * minutes * SAMPLE_RATE)
+    per_array = windows_of(samples, round(step_seconds * SAMPLE_RATE)) * SEGMENTATION_FRAMES * clusters * 8
+    return {"decoded waveform (float32)": samples * 4 / 1e9,
+            "reconstruction (float64, two while built)": 2 * per_array / 1e9}
+
+
+def common_length_ratio(rows: list[dict], fast: str = "optimized", slow: str = "reference") -> tuple[float, float]:
+    """(minutes, RTFx of ``fast`` / RTFx of ``slow``) at the longest length both ran; NaN when none."""
+    at = {v: {round(r["minutes"], 6): r["rtfx"] for r in rows if r["variant"] == v} for v in (fast, slow)}
+    common = sorted(set(at[fast]) & set(at[slow]))
+    if not common:
+        return float("nan"), float("nan")
+    return common[-1], at[fast][common[-1]] / at[slow][common[-1]]

@@ -10,11 +10,11 @@ Where the memory went, measured on a 4-hour meeting with ``diarize --variant opt
   windows at a time from a ``core.audio.FileSource`` instead, and the block trunk
   (``trunks.BlockFrames``) reads its 10 s blocks from the same source: the file stays on disk.
 - **reconstruction**: pyannote's ``reconstruct`` fills a float64 array of (windows, frames per
-  window, speakers) — 1.14 GB at 4 hours and 42 clusters — and ``Inference.aggregate`` copies
-  it once more, and the pipeline calls it twice (with and without overlap).
-  ``reconstruct`` here adds each window's clustered activity straight into the (frames,
-  speakers) sum that ``aggregate`` would have produced, then picks each frame's top speakers in
-  blocks of frames.
+  window, speakers) — 1.14 GB at 4 hours and 42 clusters — built as ``np.nan * np.zeros(...)``,
+  so two such arrays exist while it is made; the pipeline does this twice, one call after the
+  other (with and without overlap). ``reconstruct`` here adds each window's clustered activity
+  straight into the (frames, speakers) sum that ``Inference.aggregate`` would have produced, then
+  picks each frame's top speakers in blocks of frames.
 
 Both are identities, not approximations, and tested as such: the same windows go through the
 same model in the same batches, and the sums are of 0/1 activities (exact in float32, which is

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import torch
 from pyannote.core import Annotation
 
 from ..core.audio import FileSource, as_pyannote_input
@@ -83,6 +84,9 @@ def run_pyannote(pipe, rec: Recording, **speaker_counts) -> tuple[Annotation, di
     if not isinstance(rec.waveform, FileSource):
         out = pipe(as_pyannote_input(rec.waveform, rec.uri), hook=clock, **speaker_counts)
     elif getattr(pipe, "reads_blocks", False):  # the file stays on disk (pipelines.bounded)
+        from pyannote.audio.utils.reproducibility import fix_reproducibility
+
+        fix_reproducibility(getattr(pipe, "device", torch.device("cpu")))  # as pyannote's __call__ does
         out = pipe.apply({"uri": rec.uri, pipe.SOURCE: rec.waveform}, hook=clock, **speaker_counts)
     else:
         out = pipe(as_pyannote_input(rec.waveform.load(), rec.uri), hook=clock, **speaker_counts)
