@@ -302,17 +302,6 @@ def long_meeting(minutes: float, seed: int = 0) -> Recording:
     return rec
 
 
-def write_pcm16(rec: Recording, folder: Path) -> tuple[Path, Path]:
-    """Write ``<uri>.wav`` as 16-bit PCM (what recorders write; half the float file) and ``<uri>.rttm``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    wav, rttm = folder / f"{rec.uri}.wav", folder / f"{rec.uri}.rttm"
-    sf.write(str(wav), rec.waveform[0].numpy(), SAMPLE_RATE, subtype="PCM_16")
-    with open(rttm, "w") as f:
-        rec.reference.write_rttm(f)
-    return wav, rttm
-
-
 # Benchmark profiles: full = the published numbers, smoke = a subset that runs within a minute.
 PROFILES = {
     "full": {"sim_count": 10, "sim_duration": 60.0, "ami": True, "sample": True},
@@ -334,12 +323,13 @@ def benchmark_set(split: str = "test", profile: str = "full") -> list[Recording]
     return recs
 
 
-def write_recording(rec: Recording, folder: Path) -> tuple[Path, Path]:
-    """Write ``<uri>.wav`` (16 kHz float) and ``<uri>.rttm``."""
+def write_recording(rec: Recording, folder: Path, subtype: str = "FLOAT") -> tuple[Path, Path]:
+    """Write ``<uri>.wav`` (16 kHz float; ``subtype="PCM_16"`` as recorders write it, half the size)
+    and ``<uri>.rttm``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     wav, rttm = folder / f"{rec.uri}.wav", folder / f"{rec.uri}.rttm"
-    sf.write(str(wav), rec.waveform[0].numpy(), SAMPLE_RATE, subtype="FLOAT")
+    sf.write(str(wav), rec.waveform[0].numpy(), SAMPLE_RATE, subtype=subtype)
     with open(rttm, "w") as f:
         rec.reference.write_rttm(f)
     return wav, rttm

@@ -58,9 +58,9 @@ def meetings_dir() -> Path:
 def meeting_file(minutes: float, folder: Path, seed: int = 0) -> tuple[Path, Path]:
     """``<folder>/meeting-<minutes>min.wav`` (16-bit PCM) and its ``.rttm``, written afresh (a few
     seconds even for hours of audio; a file left by an older simulator is never reused)."""
-    from ..core.data import long_meeting, write_pcm16
+    from ..core.data import long_meeting, write_recording
 
-    return write_pcm16(long_meeting(minutes, seed), Path(folder))
+    return write_recording(long_meeting(minutes, seed), Path(folder), subtype="PCM_16")
 
 
 def _child(argv: list[str], onnx: bool) -> None:
