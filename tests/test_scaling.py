@@ -5,6 +5,7 @@ import pytest
 from diaropt import cli
 from diaropt.book.verdicts import target_verdict
 from diaropt.measure import scaling
+from diaropt.pipelines.bounded import window_count
 
 
 def _rows():
@@ -22,9 +23,9 @@ def test_extrapolation_is_the_least_squares_line_and_needs_two_lengths():
 def test_window_counts_match_pyannotes_slide():
     # by hand: 60 min at a 2.5 s step is exactly 1436 steps past the first window (1437 windows, none
     # padded); 23.7 s holds 6 complete windows and a padded one; 7 s only a padded one
-    assert scaling.windows_of(3600 * 16000, 40000) == 1437
-    assert scaling.windows_of(int(23.7 * 16000), 40000) == 7
-    assert scaling.windows_of(7 * 16000, 40000) == 1
+    assert window_count(3600 * 16000, 160000, 40000) == (1437, False)
+    assert window_count(int(23.7 * 16000), 160000, 40000) == (6, True)
+    assert window_count(7 * 16000, 160000, 40000) == (0, True)
 
 
 def test_removed_arrays_follow_the_shapes():

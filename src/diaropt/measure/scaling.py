@@ -40,9 +40,11 @@ WARM_STARTUP_TARGET_S = 3.0  # a warm call's overhead around the work
 MIN_MINUTES = 0.1  # shorter meetings may hold a single turn
 
 
+LINE = re.compile(r"(\d+) speakers, ([0-9.]+) s for ([0-9.]+) s audio")
+
+
 class MeasurementError(DiaroptError):
     """A measured ``diarize`` run failed or ran out of time (its stderr is in the message)."""
-LINE = re.compile(r"(\d+) speakers, ([0-9.]+) s for ([0-9.]+) s audio")
 
 
 def meetings_dir() -> Path:
@@ -118,17 +120,15 @@ def score_rttm(row: dict, reference_rttm: Path) -> dict:
     """The row with the DER of its RTTM against the reference (strict and FluidAudio-style)."""
     from pyannote.core import Annotation, Segment, Timeline
     from pyannote.database.util import load_rttm
-    from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from ..core.metrics import CONVENTIONS, der
+    from ..core.metrics import CONVENTIONS, DERAccumulator
 
     ref = next(iter(load_rttm(str(reference_rttm)).values()))
     hyps = load_rttm(row["rttm"])
     hyp = next(iter(hyps.values())) if hyps else Annotation()  # no speech found: an empty RTTM
-    uem = Timeline([Segment(0.0, row["audio_s"])])
-    parts = DiarizationErrorRate(**CONVENTIONS["strict"])(ref, hyp, uem=uem, detailed=True)
-    return {**row, **{f"der_{c}": der(ref, hyp, uem, c) for c in CONVENTIONS},
-            "confusion_strict": parts["confusion"] / parts["total"], "ref_speakers": len(ref.labels())}
+    scored = DERAccumulator().add(ref.uri, ref, hyp, Timeline([Segment(0.0, row["audio_s"])]))
+    return {**row, **{f"der_{c}": scored[f"der_{c}"] for c in CONVENTIONS},
+            "confusion_strict": scored["confusion_strict"], "ref_speakers": len(ref.labels())}
 
 
 def run_scaling(plan: dict[str, list[float]], folder: Path, *, progress: bool = True) -> list[dict]:
@@ -209,23 +209,16 @@ def table(rows: list[dict]):
                           "of which confusion (%)": 100 * r["confusion_strict"]} for r in rows])
 
 
-def windows_of(samples: int, step_samples: int) -> int:
-    """How many windows pyannote's ``Inference.slide`` cuts from ``samples`` (the complete ones and a
-    zero-padded last one when the length is not a whole number of steps past the first window)."""
-    from ..core.constants import WINDOW_SAMPLES
-
-    complete = (samples - WINDOW_SAMPLES) // step_samples + 1 if samples >= WINDOW_SAMPLES else 0
-    return complete + int(samples < WINDOW_SAMPLES or (samples - WINDOW_SAMPLES) % step_samples > 0)
-
-
 def removed_arrays(minutes: float, clusters: int, step_seconds: float) -> dict[str, float]:
     """GB that pyannote's own path would hold at ``minutes`` and ``clusters`` (computed from the
     array shapes, not measured): the decoded float32 waveform, and reconstruction's float64
     (windows, frames, clusters) array, of which ``np.nan * np.zeros(...)`` makes two at once."""
-    from ..core.constants import SAMPLE_RATE, SEGMENTATION_FRAMES
+    from ..core.constants import SAMPLE_RATE, SEGMENTATION_FRAMES, WINDOW_SAMPLES
+    from ..pipelines.bounded import window_count
 
     samples = round(60.0 * minutes * SAMPLE_RATE)
-    per_array = windows_of(samples, round(step_seconds * SAMPLE_RATE)) * SEGMENTATION_FRAMES * clusters * 8
+    complete, padded = window_count(samples, WINDOW_SAMPLES, round(step_seconds * SAMPLE_RATE))
+    per_array = (complete + padded) * SEGMENTATION_FRAMES * clusters * 8
     return {"decoded waveform (float32)": samples * 4 / 1e9,
             "reconstruction (float64, two while built)": 2 * per_array / 1e9}
 

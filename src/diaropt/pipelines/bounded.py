@@ -34,14 +34,20 @@ from ..core.audio import FileSource
 TOP_BLOCK = 1 << 16  # frames per block when picking each frame's top speakers
 
 
+def window_count(samples: int, window: int, step: int) -> tuple[int, bool]:
+    """(complete windows, whether a zero-padded last one follows), as pyannote's ``Inference.slide``
+    cuts ``samples``: a padded window when the length is not a whole number of steps past the first."""
+    complete = (samples - window) // step + 1 if samples >= window else 0
+    return complete, samples < window or (samples - window) % step > 0
+
+
 def slide_segmentation(inference, source: FileSource, hook=None) -> SlidingWindowFeature:
     """pyannote's ``Inference.slide`` (``skip_aggregation``) on a file read one batch of windows
     at a time: the same windows, batches, last zero-padded window and hook calls."""
     window = inference.model.audio.get_num_samples(inference.duration)
     step = round(inference.step * source.sample_rate)
     n, bs = source.samples, inference.batch_size
-    num_chunks = (n - window) // step + 1 if n >= window else 0
-    has_last = n < window or (n - window) % step > 0
+    num_chunks, has_last = window_count(n, window, step)
     total = num_chunks + has_last
     if hook is not None:
         hook(completed=0, total=total)
