@@ -117,6 +117,15 @@ def test_plan_runs_declared_dependencies_first_in_toc_order(tiny_book):
         book.plan(nbs, ["a"], {"a": ("c",)})
 
 
+def test_chapters_that_reuse_the_baseline_run_depend_on_it():
+    """A chapter that reads chapter 00's saved reference (or its harness run) executes after it."""
+    nbs = book.notebooks_in_order()
+    readers = {book.slug(nb) for nb in nbs
+               if "baseline_reference(" in "\n".join(c.source for c in nbformat.read(nb, 4).cells if c.cell_type == "code")}
+    assert {"fusion", "streaming", "optimized"} <= readers
+    assert all("baseline" in book.DEPENDS.get(s, ()) for s in readers), readers
+
+
 def test_the_summary_chapter_declares_what_it_reads():
     """90_optimized reads the saved summaries of other chapters: each one it names is declared."""
     nbs = book.notebooks_in_order()

@@ -461,7 +461,7 @@ def _result(rtfx=10.0, **totals):
     files = [{"uri": f"f{i}", "der_strict": 0.2, "der_fluidaudio": 0.1, "scored_strict": 30.0,
               "scored_fluidaudio": 30.0} for i in range(2)]
     t = {"der_strict": 0.2, "der_fluidaudio": 0.1, "missed_strict": 0.05, "false_strict": 0.05,
-         "confusion_strict": 0.1, "rtfx": rtfx, "peak_rss_mib": 900.0,
+         "confusion_strict": 0.1, "rtfx": rtfx, "peak_rss_mib": 900.0, "audio_seconds": 43.0,
          "stage_seconds": {"segmentation": 1.0, "counting": 0.1, "embedding": 3.0, "clustering": 0.2, "total": 4.3}}
     return {"variant": "reference", "models": {"embedding": "campplus"}, "environment": {"cpu": "x"},
             "totals": t | totals, "files": files}

@@ -72,7 +72,7 @@ def test_score_rows_carry_the_scored_speech_the_interval_needs():
 
 def test_compare_rows_print_the_interval():
     a = {"totals": {"der_strict": 0.1, "der_fluidaudio": 0.1, "missed_strict": 0, "false_strict": 0,
-                    "confusion_strict": 0, "rtfx": 2.0, "peak_rss_mib": 1.0,
+                    "confusion_strict": 0, "rtfx": 2.0, "peak_rss_mib": 1.0, "audio_seconds": 60.0,
                     "stage_seconds": dict.fromkeys(STAGES, 1.0)}}
     b = {k: dict(v) for k, v in a.items()}
     a["files"] = rows([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
@@ -83,6 +83,15 @@ def test_compare_rows_print_the_interval():
     assert out["DER strict (%)"] == "+0.00 pts [+0.00, +0.00]"
     del b["files"][0]
     assert "no CI" in {r["metric"]: r["B vs A"] for r in compare_rows(a, b)}["DER strict (%)"]
+    # stage times per minute of the audio each run timed: A timed 30 s of its 60 s, B all 60 s
+    a["totals"] |= {"timed_audio_seconds": 30.0, "timed_files": 1, "files": 3}
+    embedding = {r["metric"]: r for r in compare_rows(a, b)}["embedding (s per audio minute)"]
+    assert (embedding["A"], embedding["B"], embedding["B vs A"]) == (2.0, 1.0, "2.00x faster")
+    from diaropt.measure.benchmark import compare_warnings
+
+    a |= {"environment": {"cpu": "x"}, "models": {}}
+    b |= {"environment": {"cpu": "x"}, "models": {}}
+    assert any("A's speed comes from its first 1 of 3 files" in w for w in compare_warnings(a, b))
 
 
 def test_speed_ratio_median_spread_and_instability():
@@ -156,3 +165,75 @@ def test_baseline_reference_is_checked_before_reuse(tmp_path, monkeypatch):
         results.baseline_reference("smoke", "resnet34", recs)
     with pytest.raises(ValueError, match="did not score"):
         results.baseline_reference("smoke", "campplus", recs + [SimpleNamespace(uri="c")])
+
+
+def _fake_recordings(n: int):
+    import torch
+
+    from diaropt.core.data import Recording
+
+    recs = []
+    for i in range(n):
+        ref = Annotation(uri=f"r{i}")
+        ref[Segment(0, 4)] = "A"
+        ref[Segment(4, 8 + i)] = "B"
+        recs.append(Recording(f"r{i}", torch.zeros(1, 16000 * (10 + i)), ref, Timeline([Segment(0, 10 + i)]),
+                              "simulated", "test"))
+    return recs
+
+
+def _fake_variant(name: str, wrong: set[str] = frozenset(), seconds: float = 1.0):
+    from diaropt.pipelines.registry import Variant
+
+    def run(rec):
+        hyp = Annotation(uri=rec.uri)
+        cut = 6.0 if rec.uri in wrong else 4.0  # a wrong boundary on the files in ``wrong``
+        hyp[Segment(0, cut)] = "s0"
+        hyp[Segment(cut, rec.duration - 2)] = "s1"
+        return hyp, {s: seconds for s in STAGES}
+
+    return Variant(name, name, run, models={"embedding_name": "campplus"})
+
+
+def test_reference_with_harness_takes_speed_from_the_reference_and_der_from_the_harness_on_all_files():
+    from diaropt.measure.benchmark import reference_with_harness
+
+    recs = _fake_recordings(4)
+    ref, harn = reference_with_harness(recs, timed_files=2, profile="smoke", embedding="campplus",
+                                       reference=_fake_variant("reference", seconds=5.0),
+                                       harness=_fake_variant("harness", seconds=1.0))
+    assert [f["scored_by"] for f in ref["files"]] == ["reference", "reference", "harness", "harness"]
+    assert all("stages" in f for f in ref["files"][:2]) and not any("stages" in f for f in ref["files"][2:])
+    t = ref["totals"]
+    # DER over all four files, equal to the harness's; speed over the two timed ones at 5 s per stage call
+    assert t["der_strict"] == pytest.approx(harn["totals"]["der_strict"]) and t["files"] == 4
+    assert t["timed_audio_seconds"] == pytest.approx(10 + 11) and t["audio_seconds"] == pytest.approx(10 + 11 + 12 + 13)
+    assert t["wall_seconds"] == pytest.approx(2 * 5.0) and t["rtfx"] == pytest.approx(21 / 10)
+    assert t["harness"] == "harness" and t["harness_identical_files"] == 2
+    with pytest.raises(ValueError, match="not timed"):  # chapter 01 may only reuse timed rows
+        from diaropt.measure.benchmark import subset_result
+        subset_result(ref, ["r0", "r3"])
+
+
+def test_a_harness_that_differs_from_the_reference_on_a_timed_file_is_refused():
+    from diaropt.measure.benchmark import reference_with_harness
+
+    recs = _fake_recordings(3)
+    with pytest.raises(ValueError, match=r"does not reproduce the reference on \['r1'\]"):
+        reference_with_harness(recs, timed_files=2, profile="smoke", embedding="campplus",
+                               reference=_fake_variant("reference"), harness=_fake_variant("harness", wrong={"r1"}))
+
+
+def test_by_source_gives_corpus_level_der_and_speaker_count_accuracy_per_source():
+    from diaropt.measure.benchmark import by_source
+
+    def row(uri, source, err, scored, ref, hyp):
+        return {"uri": uri, "source": source, "seconds": 60.0, "der_strict": err / scored, "scored_strict": scored,
+                "der_fluidaudio": err / scored / 2, "scored_fluidaudio": scored, "speakers_ref": ref, "speakers_hyp": hyp}
+
+    files = [row("a", "ami", 3.0, 30.0, 4, 2), row("b", "ami", 1.0, 10.0, 3, 3), row("c", "simulated", 5.0, 50.0, 2, 3)]
+    out = {r["source"]: r for r in by_source({"files": files})}
+    assert out["ami"]["DER strict (%)"] == pytest.approx(100 * 4 / 40)  # corpus level, not the mean of 10 % and 10 %
+    assert out["all"]["DER strict (%)"] == pytest.approx(100 * 9 / 90)
+    assert out["ami"]["speaker count exact (%)"] == 50 and out["ami"]["too few"] == 1 and out["ami"]["too many"] == 0
+    assert out["simulated"]["too many"] == 1 and out["all"]["files"] == 3 and out["all"]["minutes"] == 3.0

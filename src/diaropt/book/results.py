@@ -65,14 +65,16 @@ def glue(name: str, value, spec: str = ".2f", display: bool = False) -> None:
     _glue(name, value, display=display)
 
 
-def baseline_reference(profile: str, embedding_name: str, recordings: list) -> dict:
-    """The reference run chapter 00 saved in this build (``reference-<profile>.json``: the whole
-    test split, per-file DER and timings). Later chapters compare against it (or against its rows
-    for a subset, ``measure.benchmark.subset_result``) rather than re-running the slowest,
-    deterministic pipeline of the book on the same files. Raises ``FileNotFoundError`` naming
-    the chapter to run when the file is missing, and ``ValueError`` when it was made from other
-    files or with another embedding model."""
-    path = results_dir() / f"reference-{profile}.json"
+def baseline_reference(profile: str, embedding_name: str, recordings: list, name: str = "reference") -> dict:
+    """The reference run chapter 00 saved in this build (``reference-<profile>.json``: per-file DER
+    on the whole test split, timings on its timed files; ``measure.benchmark.reference_with_harness``),
+    or with ``name="reference-harness"`` the exact harness's own run of the whole split. Later
+    chapters compare against it (or against its rows for a subset,
+    ``measure.benchmark.subset_result``) rather than re-running the slowest, deterministic
+    pipeline of the book on the same files. Raises ``FileNotFoundError`` naming the chapter to
+    run when the file is missing, and ``ValueError`` when it was made from other files or with
+    another embedding model."""
+    path = results_dir() / f"{name}-{profile}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run the baseline chapter first "
                                 f"(make chapter SLUG=baseline PROFILE={profile})")

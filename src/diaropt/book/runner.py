@@ -54,6 +54,8 @@ INPUT_FILES = (REPO_ROOT / "configs" / "reference.yaml", REPO_ROOT / "requiremen
 DEPENDS: dict[str, tuple[str, ...]] = {
     # 01_fusion reuses the baseline's reference run (``reference-<profile>``) for its trunk table.
     "fusion": ("baseline",),
+    # 05_streaming scores its offline comparison with the baseline's harness run (``reference-harness-<profile>``).
+    "streaming": ("baseline",),
     # 90_optimized reads every summary of ``diaropt.book.claims.SUMMARY_FILES`` (the guide's table:
     # fusion, batching, quantization, pruning; its "other techniques" rows: streaming, caching,
     # hardware, parallel, ensembles) and ``diaropt.measure.ablation`` batching's and quantization's.

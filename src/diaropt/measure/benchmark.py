@@ -19,15 +19,21 @@ from .memory import PeakRSS
 from .scoring import score
 from .stats import der_change
 
+HARNESS = "shared-trunk-skip"  # the exact, faster stand-in that scores the reference on every file
+
 
 def run_benchmark(variant="reference", *, profile: str = "full", split: str = "test",
-                  repeats: int = 1, recordings=None, progress: bool = True, **variant_kwargs) -> dict:
+                  repeats: int = 1, recordings=None, progress: bool = True, warmup: bool = True,
+                  hypotheses: dict | None = None, **variant_kwargs) -> dict:
     """Benchmark one variant (a registered name or a ``Variant``). Each file is timed ``repeats``
-    times (median kept); one warm-up run on the first file precedes the timed runs."""
+    times (median kept); one warm-up run on the first file precedes the timed runs, unless
+    ``warmup=False`` (runs kept for their DER only, whose timings nobody reads). ``hypotheses``,
+    a dict, receives each file's output ``{uri: Annotation}``."""
     torch.manual_seed(0)
     v = variant if isinstance(variant, Variant) else get_variant(variant, **variant_kwargs)
     recs = recordings if recordings is not None else benchmark_set(split, profile)
-    v.run(recs[0])  # warm-up: lazy initialisation, allocator, caches of the first call
+    if warmup:
+        v.run(recs[0])  # warm-up: lazy initialisation, allocator, caches of the first call
     hyps, timings = [], []
     with PeakRSS() as mem:
         for rec in tqdm(recs, desc=f"benchmark {v.name}", disable=not progress):
@@ -35,6 +41,8 @@ def run_benchmark(variant="reference", *, profile: str = "full", split: str = "t
             hyps.append(runs[-1][0])
             timings.append({"stages": {s: statistics.median(r[1][s] for r in runs) for s in STAGES},
                             "wall_samples": [r[1]["total"] for r in runs]})
+    if hypotheses is not None:
+        hypotheses.update((rec.uri, hyp) for rec, hyp in zip(recs, hyps))
     scored = score(recs, hyps)
     files = scored["files"]
     for row, rec, timing in zip(files, recs, timings):
@@ -59,6 +67,10 @@ def subset_result(result: dict, uris: list[str]) -> dict:
     if missing:
         raise ValueError(f"the result has no rows for {missing[:3]}")
     files = [by_uri[u] for u in uris]
+    untimed = [f["uri"] for f in files if "stages" not in f]
+    if untimed:
+        raise ValueError(f"{untimed[:3]} were scored but not timed by {result.get('variant')!r} "
+                         f"(timed: its first {result['totals'].get('timed_files')} files)")
     totals = {}
     for conv in ("strict", "fluidaudio"):
         scored = sum(f[f"scored_{conv}"] for f in files)
@@ -71,6 +83,53 @@ def subset_result(result: dict, uris: list[str]) -> dict:
                "speakers_hyp_mean": statistics.mean(f["speakers_hyp"] for f in files),
                "speakers_ref_mean": statistics.mean(f["speakers_ref"] for f in files)}
     return result | {"files": files, "totals": totals, "subset_of": result.get("created")}
+
+
+def reference_with_harness(recordings: list, *, timed_files: int, profile: str, embedding: str,
+                           harness=HARNESS, reference="reference") -> tuple[dict, dict]:
+    """The reference pipeline's result on ``recordings``, its slowest part shared.
+
+    pyannote's reference embeds every (window, local speaker) pair through the whole network, so
+    it is the slowest pipeline of the book. Its output is also what
+    the exact shared-trunk harness (``harness``, ``pipelines.trunks``: the embedding trunk run
+    once per window, each speaker's mask pooled from the same frames, inactive speakers skipped)
+    produces, about three times faster. So the reference runs (timed, after a warm-up) on the
+    first ``timed_files`` recordings, the harness on all of them, and on the timed files their
+    outputs must be the same diarization (DER of one against the other exactly 0), or
+    ``ValueError``: the harness then cannot stand in for the reference, and nothing is saved.
+    (``harness`` and ``reference`` are registered names or ``Variant`` objects.)
+
+    Returns (reference, harness): ``harness`` is its own ``run_benchmark`` result; ``reference``
+    has one row per recording, the reference's own rows for the timed files (with their
+    timings) and the harness's DER rows for the others (``scored_by`` names which; no timing);
+    its DER totals are over all recordings, its timing totals (``rtfx``, ``wall_seconds``,
+    ``stage_seconds``, ``timed_audio_seconds``) over the timed files, and peak RSS is the
+    reference's own."""
+    from ..core.metrics import der
+
+    if not 1 <= timed_files <= len(recordings):
+        raise ValueError(f"timed_files must be 1..{len(recordings)}, got {timed_files}")
+    timed = recordings[:timed_files]
+    ref_h, harn_h = {}, {}
+    ref = run_benchmark(reference, recordings=timed, profile=profile, embedding=embedding, hypotheses=ref_h)
+    harn = run_benchmark(harness, recordings=recordings, profile=profile, embedding=embedding, hypotheses=harn_h)
+    harness = harn["variant"]
+    differ = {r.uri: der(ref_h[r.uri], harn_h[r.uri], r.uem) for r in timed}
+    differ = {u: d for u, d in differ.items() if d != 0.0 or len(ref_h[u].labels()) != len(harn_h[u].labels())}
+    if differ:
+        raise ValueError(f"the {harness!r} harness does not reproduce the reference on {sorted(differ)} "
+                         f"(DER of one against the other: {differ}); it cannot stand in for the reference")
+    ref_rows = {f["uri"]: f | {"scored_by": "reference"} for f in ref["files"]}
+    keep = ("stages", "rtfx", "wall_samples")
+    files = [ref_rows.get(f["uri"]) or {k: v for k, v in f.items() if k not in keep} | {"scored_by": harness}
+             for f in harn["files"]]
+    rt = ref["totals"]
+    totals = dict(harn["totals"]) | {
+        "audio_seconds": harn["totals"]["audio_seconds"], "timed_audio_seconds": rt["audio_seconds"],
+        "wall_seconds": rt["wall_seconds"], "rtfx": rt["rtfx"], "stage_seconds": rt["stage_seconds"],
+        "peak_rss_mib": rt["peak_rss_mib"], "files": len(files), "timed_files": timed_files,
+        "harness": harness, "harness_identical_files": len(timed)}
+    return ref | {"files": files, "totals": totals}, harn
 
 
 def interleaved_speed(variants: list, recordings: list, *, repeats: int = 3, progress: bool = True,
@@ -112,13 +171,21 @@ def compare_rows(a: dict, b: dict) -> list[dict]:
                      "B vs A": f"{100 * (tb[key] - ta[key]):+.2f} pts"})
     rows.append({"metric": "RTFx (x real time)", "A": ta["rtfx"], "B": tb["rtfx"],
                  "B vs A": f"{tb['rtfx'] / ta['rtfx']:.2f}x"})
+    # per minute of the audio each run timed (a reference scored through its harness timed fewer files)
+    ma, mb = (timed_minutes(t) for t in (ta, tb))
     for s in STAGES:
-        sa, sb = ta["stage_seconds"][s], tb["stage_seconds"][s]
-        rows.append({"metric": f"{s} (s)", "A": sa, "B": sb,
+        sa, sb = ta["stage_seconds"][s] / ma, tb["stage_seconds"][s] / mb
+        rows.append({"metric": f"{s} (s per audio minute)", "A": sa, "B": sb,
                      "B vs A": f"{sa / sb:.2f}x faster" if sb > 0 else "n/a"})
     rows.append({"metric": "peak RSS (MiB)", "A": ta["peak_rss_mib"], "B": tb["peak_rss_mib"],
                  "B vs A": f"{tb['peak_rss_mib'] / ta['peak_rss_mib']:.2f}x"})
     return rows
+
+
+def timed_minutes(totals: dict) -> float:
+    """Minutes of audio a run's timings cover: all its files, or the timed ones of a reference
+    scored through its harness (``reference_with_harness``)."""
+    return totals.get("timed_audio_seconds", totals["audio_seconds"]) / 60
 
 
 def compare_warnings(a: dict, b: dict) -> list[str]:
@@ -126,6 +193,11 @@ def compare_warnings(a: dict, b: dict) -> list[str]:
     out = []
     if [f["uri"] for f in a["files"]] != [f["uri"] for f in b["files"]]:
         out.append("the two runs scored different files")
+    for name, r in (("A", a), ("B", b)):
+        t = r["totals"]
+        if "timed_files" in t and t["timed_files"] < t["files"]:
+            out.append(f"{name}'s speed comes from its first {t['timed_files']} of {t['files']} files "
+                       f"({timed_minutes(t):.1f} min); its DER from all of them (harness: {t.get('harness')})")
     if a["models"].get("embedding") != b["models"].get("embedding"):
         out.append(f"embedding models differ: {a['models'].get('embedding')} vs {b['models'].get('embedding')}")
     if a["environment"]["cpu"] != b["environment"]["cpu"]:
@@ -135,12 +207,37 @@ def compare_warnings(a: dict, b: dict) -> list[str]:
 
 def file_rows(result: dict, stages: tuple[str, ...] = ("segmentation", "embedding", "clustering")) -> list[dict]:
     """One table row per file of a ``run_benchmark`` result: DER in both conventions (%), speaker
-    counts (reference/hypothesis), RTFx and the seconds of each of ``stages``."""
+    counts (reference/hypothesis), RTFx and the seconds of each of ``stages`` (NaN for a file
+    that was scored but not timed, ``reference_with_harness``), and who scored it."""
+    nan = float("nan")
     return [{"uri": f["uri"], "source": f["source"], "seconds": f["seconds"],
              "DER strict %": 100 * f["der_strict"], "DER FluidAudio %": 100 * f["der_fluidaudio"],
-             "speakers (ref/hyp)": f"{f['speakers_ref']}/{f['speakers_hyp']}", "RTFx": f["rtfx"],
-             **{f"{s} s": f["stages"][s] for s in stages}}
+             "speakers (ref/hyp)": f"{f['speakers_ref']}/{f['speakers_hyp']}", "RTFx": f.get("rtfx", nan),
+             **{f"{s} s": f["stages"][s] if "stages" in f else nan for s in stages},
+             **({"scored by": f["scored_by"]} if "scored_by" in f else {})}
             for f in result["files"]]
+
+
+def by_source(result: dict) -> list[dict]:
+    """Per data source (real AMI, pyannote's sample, simulated) and for all files: files, minutes,
+    corpus-level DER in both conventions (errors summed / scored speech summed over the source's
+    files) and speaker-count accuracy: the share of files whose speaker count was found exactly,
+    and the files with too few and too many speakers."""
+    groups: dict[str, list[dict]] = {}
+    for f in result["files"]:
+        groups.setdefault(f["source"], []).append(f)
+    groups["all"] = list(result["files"])
+    rows = []
+    for source, files in groups.items():
+        row = {"source": source, "files": len(files), "minutes": sum(f["seconds"] for f in files) / 60}
+        for conv, label in (("strict", "DER strict (%)"), ("fluidaudio", "DER FluidAudio-style (%)")):
+            scored = sum(f[f"scored_{conv}"] for f in files)
+            row[label] = 100 * sum(f[f"der_{conv}"] * f[f"scored_{conv}"] for f in files) / scored if scored else float("nan")
+        row |= {"speaker count exact (%)": 100 * sum(f["speakers_hyp"] == f["speakers_ref"] for f in files) / len(files),
+                "too few": sum(f["speakers_hyp"] < f["speakers_ref"] for f in files),
+                "too many": sum(f["speakers_hyp"] > f["speakers_ref"] for f in files)}
+        rows.append(row)
+    return rows
 
 
 def stage_shares(totals: dict, stages: tuple[str, ...] = STAGES[:-1]) -> dict[str, float]:

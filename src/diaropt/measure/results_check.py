@@ -23,8 +23,8 @@ from ..pipelines.registry import STAGES
 NUMBER = {"type": "number"}
 # error rates, as fractions (0.25 = 25 %): finite and >= 0
 RATES = ("der_strict", "der_fluidaudio", "missed_strict", "false_strict", "confusion_strict")
-# what the speed and memory ratios divide by: finite and > 0
-POSITIVE = ("rtfx", "peak_rss_mib")
+# what the speed, memory and per-minute ratios divide by: finite and > 0
+POSITIVE = ("rtfx", "peak_rss_mib", "audio_seconds")
 
 SCHEMA = {
     "type": "object",

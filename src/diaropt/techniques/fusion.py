@@ -295,17 +295,19 @@ def show(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def trunk_runs(recordings: list, profile: str, embedding: str, variants=TRUNK_VARIANTS,
-               reference: dict | None = None) -> dict[str, dict]:
-    """``run_benchmark`` of each variant on the same recordings, in this order, in this process.
-    With ``reference`` (chapter 00's run of the whole test split, ``book.results.baseline_reference``)
-    the reference's rows for these files are reused instead of running it again
+               reuse: dict[str, dict] | None = None) -> dict[str, dict]:
+    """``run_benchmark`` of each variant on the same recordings, in this order. A variant with a
+    result in ``reuse`` (chapter 00's runs, ``book.results.baseline_reference``: the reference on
+    its timed files and ``shared-trunk-skip``, the exact harness that scored it, on the whole
+    split; both in that chapter's process) is not run again: its rows for these files are taken
     (``measure.benchmark.subset_result``)."""
     from ..measure.benchmark import run_benchmark, subset_result
 
+    reuse = reuse or {}
     out = {}
     for name in variants:
-        if name == "reference" and reference is not None:
-            out[name] = subset_result(reference, [r.uri for r in recordings])
+        if name in reuse:
+            out[name] = subset_result(reuse[name], [r.uri for r in recordings])
         else:
             out[name] = run_benchmark(name, recordings=recordings, profile=profile, embedding=embedding)
     return out

@@ -286,9 +286,10 @@ def accuracy_table(ref: Reference, artifacts: dict) -> tuple[pd.DataFrame, dict,
 def der_run(label: str, embedding: str, recordings: list, profile: str, **pipeline_kwargs) -> dict:
     """One DER run (a ``run_benchmark`` result: per-file rows and totals): the shared-trunk
     pipeline of ``DER_PIPELINE`` with one model replaced (``segmentation_forward=`` or
-    ``integrated=``)."""
+    ``integrated=``). Only its DER is read, so no warm-up run precedes it."""
     pipe = build_shared_trunk_pipeline(embedding, **DER_PIPELINE, **pipeline_kwargs)
-    return run_benchmark(pipeline_variant(label, pipe), recordings=recordings, profile=profile, progress=False)
+    return run_benchmark(pipeline_variant(label, pipe), recordings=recordings, profile=profile, progress=False,
+                         warmup=False)
 
 
 def der_table(embedding: str, recordings: list, seg_mods: dict, emb_mods: dict, der_seg: list, der_emb: list,
