@@ -48,3 +48,25 @@ def test_windows_of_a_file():
     assert n_windows(8.0, 2.5) == 1
     assert n_windows(10.0, 2.5) == 1
     assert n_windows(20.0, 2.5) == 6  # starts 0, 2.5, ..., 10 and the padded last one
+
+
+def test_speedups_over_a_partly_timed_reference_use_its_timed_files():
+    """The reference (chapter 00) is timed on its first files only: a point's ratio to it is taken on
+    those files (``rtfx_timed``), while ratios between whole-split points use the whole split."""
+    ref = totals(2.0, 0.20) | {"files": 13, "timed_files": 5}
+    harness = totals(8.0, 0.20) | {"files": 13, "rtfx_timed": 6.0}
+    block = totals(24.0, 0.201) | {"files": 13, "rtfx_timed": 20.0}
+    points = {"reference": ref, ablation.HARNESS_STEP: harness, "block trunk, step 1 s (torch)": block}
+    rows = {r["variant"]: r for r in ablation.frontier_rows(points, ref)}
+    assert rows[ablation.HARNESS_STEP]["x reference"] == pytest.approx(3.0)  # 6 / 2, not 8 / 2
+    assert rows[ablation.HARNESS_STEP]["RTFx"] == 8.0  # its own run, as measured
+    steps = ablation.priority_table(points).set_index("lever")["speed-up over the previous step"]
+    assert steps["do less embedding work: shared trunk, skip silent speakers"] == pytest.approx(3.0)
+    assert steps["embed each second once: block trunk"] == pytest.approx(3.0)  # 24 / 8 on the whole split
+
+
+def test_the_reference_is_timed_on_every_file_chapter_01_reuses():
+    from diaropt.book.chapter import chapter_settings
+
+    for profile in ("full", "smoke"):
+        assert chapter_settings("fusion", profile)["trunk_files"] <= chapter_settings("baseline", profile)["timed_files"]

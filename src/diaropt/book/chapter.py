@@ -22,7 +22,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict]] = {
     # every file is scored through the exact harness (measure.benchmark.reference_with_harness).
     # Chapter 01 reuses the reference's rows of its first trunk_files files: keep timed_files >= those.
     "baseline": {"full": {"repeats": 10, "eer_speakers": 40, "eer_per_speaker": 8, "timed_files": 5},
-                 "smoke": {"repeats": 3, "eer_speakers": 6, "eer_per_speaker": 3, "timed_files": 1}},
+                 "smoke": {"repeats": 3, "eer_speakers": 6, "eer_per_speaker": 3, "timed_files": 2}},
     # chapter 90: the ablation variants (keys of diaropt.measure.ablation.ABLATION) run besides reference/optimized
     # speed_files: indices of the test files timed interleaved (reference, optimized) speed_repeats times
     # (the first step, the exact harness, is chapter 00's run: diaropt.measure.ablation.HARNESS_STEP)

@@ -52,7 +52,8 @@ INPUT_FILES = (REPO_ROOT / "configs" / "reference.yaml", REPO_ROOT / "requiremen
 # a chapter reads. Every chapter not listed reads nothing but the package, the data and the
 # frozen configuration. ``--only`` executes these first; a chapter's stamp includes theirs.
 DEPENDS: dict[str, tuple[str, ...]] = {
-    # 01_fusion reuses the baseline's reference run (``reference-<profile>``) for its trunk table.
+    # 01_fusion reuses the baseline's reference run and its harness run (``reference-<profile>``,
+    # ``reference-harness-<profile>``) for its trunk table.
     "fusion": ("baseline",),
     # 05_streaming scores its offline comparison with the baseline's harness run (``reference-harness-<profile>``).
     "streaming": ("baseline",),
@@ -60,7 +61,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     # fusion, batching, quantization, pruning; its "other techniques" rows: streaming, caching,
     # hardware, parallel, ensembles) and ``diaropt.measure.ablation`` batching's and quantization's.
     # tests/test_book_runner.py checks that every chapter it names is declared here.
-    # It also reads the baseline's reference run of the whole test split (``reference-<profile>``).
+    # It also reads the baseline's reference and harness runs (``reference-<profile>``, ``reference-harness-<profile>``).
     "optimized": ("baseline", "fusion", "batching", "quantization", "pruning",
                   "streaming", "caching", "hardware", "parallel", "ensembles"),
 }
