@@ -58,6 +58,15 @@ def run_benchmark(variant="reference", *, profile: str = "full", split: str = "t
             "environment": environment(), "totals": totals, "files": files}
 
 
+def corpus_rate(files: list[dict], part: str, convention: str, empty: float = float("nan")) -> float:
+    """A corpus-level error rate (``part``: der, missed, false or confusion) of per-file score rows:
+    their errors summed over their scored speech summed (``empty`` when nothing was scored)."""
+    scored = sum(f[f"scored_{convention}"] for f in files)
+    if not scored:
+        return empty
+    return sum(f[f"{part}_{convention}"] * f[f"scored_{convention}"] for f in files) / scored
+
+
 def subset_result(result: dict, uris: list[str]) -> dict:
     """A ``run_benchmark`` result restricted to the files ``uris`` (in that order), its totals
     recomputed from the per-file rows: corpus-level DER and its parts (errors summed / scored
@@ -71,11 +80,8 @@ def subset_result(result: dict, uris: list[str]) -> dict:
     if untimed:
         raise ValueError(f"{untimed[:3]} were scored but not timed by {result.get('variant')!r} "
                          f"(timed: its first {result['totals'].get('timed_files')} files)")
-    totals = {}
-    for conv in ("strict", "fluidaudio"):
-        scored = sum(f[f"scored_{conv}"] for f in files)
-        for part in ("der", "missed", "false", "confusion"):
-            totals[f"{part}_{conv}"] = sum(f[f"{part}_{conv}"] * f[f"scored_{conv}"] for f in files) / scored if scored else 0.0
+    totals = {f"{part}_{conv}": corpus_rate(files, part, conv, empty=0.0)
+              for conv in ("strict", "fluidaudio") for part in ("der", "missed", "false", "confusion")}
     stages = {s: sum(f["stages"][s] for f in files) for s in STAGES}
     audio = sum(f["seconds"] for f in files)
     totals |= {"audio_seconds": audio, "wall_seconds": stages["total"], "rtfx": audio / stages["total"],
@@ -114,8 +120,11 @@ def reference_with_harness(recordings: list, *, timed_files: int, profile: str, 
     ref = run_benchmark(reference, recordings=timed, profile=profile, embedding=embedding, hypotheses=ref_h)
     harn = run_benchmark(harness, recordings=recordings, profile=profile, embedding=embedding, hypotheses=harn_h)
     harness = harn["variant"]
-    differ = {r.uri: der(ref_h[r.uri], harn_h[r.uri], r.uem) for r in timed}
-    differ = {u: d for u, d in differ.items() if d != 0.0 or len(ref_h[u].labels()) != len(harn_h[u].labels())}
+    differ = {}
+    for r in timed:
+        a, b = ref_h[r.uri], harn_h[r.uri]
+        if (d := der(a, b, r.uem)) != 0.0 or len(a.labels()) != len(b.labels()):
+            differ[r.uri] = d
     if differ:
         raise ValueError(f"the {harness!r} harness does not reproduce the reference on {sorted(differ)} "
                          f"(DER of one against the other: {differ}); it cannot stand in for the reference")
@@ -231,8 +240,7 @@ def by_source(result: dict) -> list[dict]:
     for source, files in groups.items():
         row = {"source": source, "files": len(files), "minutes": sum(f["seconds"] for f in files) / 60}
         for conv, label in (("strict", "DER strict (%)"), ("fluidaudio", "DER FluidAudio-style (%)")):
-            scored = sum(f[f"scored_{conv}"] for f in files)
-            row[label] = 100 * sum(f[f"der_{conv}"] * f[f"scored_{conv}"] for f in files) / scored if scored else float("nan")
+            row[label] = 100 * corpus_rate(files, "der", conv)
         row |= {"speaker count exact (%)": 100 * sum(f["speakers_hyp"] == f["speakers_ref"] for f in files) / len(files),
                 "too few": sum(f["speakers_hyp"] < f["speakers_ref"] for f in files),
                 "too many": sum(f["speakers_hyp"] > f["speakers_ref"] for f in files)}
