@@ -21,7 +21,7 @@ import torch
 
 from ..core.constants import WINDOW_SAMPLES, WINDOW_SECONDS
 from ..pipelines.optimized import block_trunk_variant, optimized_variant
-from .benchmark import run_benchmark, subset_result
+from .benchmark import partly_timed, run_benchmark, subset_result
 from .cost import count_flops, n_windows
 from .environment import matmul_peak_gflops
 
@@ -71,14 +71,10 @@ def _timed_rtfx(t: dict) -> float:
     return t.get("rtfx_timed", t["rtfx"])
 
 
-def _partly_timed(t: dict) -> bool:
-    return t.get("timed_files", t.get("files")) != t.get("files")
-
-
 def speedup(after: dict, before: dict) -> float:
     """RTFx of ``after`` over ``before``: on the whole split, or on the reference's timed files
     when either point is a reference timed on part of it."""
-    if _partly_timed(after) or _partly_timed(before):
+    if partly_timed(after) or partly_timed(before):
         return _timed_rtfx(after) / _timed_rtfx(before)
     return after["rtfx"] / before["rtfx"]
 

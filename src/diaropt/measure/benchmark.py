@@ -129,12 +129,12 @@ def reference_with_harness(recordings: list, *, timed_files: int, profile: str, 
         raise ValueError(f"the {harness!r} harness does not reproduce the reference on {sorted(differ)} "
                          f"(DER of one against the other: {differ}); it cannot stand in for the reference")
     ref_rows = {f["uri"]: f | {"scored_by": "reference"} for f in ref["files"]}
-    keep = ("stages", "rtfx", "wall_samples")
-    files = [ref_rows.get(f["uri"]) or {k: v for k, v in f.items() if k not in keep} | {"scored_by": harness}
+    timing = ("stages", "rtfx", "wall_samples")  # the harness's own timings: not the reference's
+    files = [ref_rows.get(f["uri"]) or {k: v for k, v in f.items() if k not in timing} | {"scored_by": harness}
              for f in harn["files"]]
     rt = ref["totals"]
     totals = dict(harn["totals"]) | {
-        "audio_seconds": harn["totals"]["audio_seconds"], "timed_audio_seconds": rt["audio_seconds"],
+        "timed_audio_seconds": rt["audio_seconds"],
         "wall_seconds": rt["wall_seconds"], "rtfx": rt["rtfx"], "stage_seconds": rt["stage_seconds"],
         "peak_rss_mib": rt["peak_rss_mib"], "files": len(files), "timed_files": timed_files,
         "harness": harness, "harness_identical_files": len(timed)}
@@ -191,6 +191,17 @@ def compare_rows(a: dict, b: dict) -> list[dict]:
     return rows
 
 
+def partly_timed(totals: dict) -> bool:
+    """Whether a run's timings cover only some of its files (a reference scored through its
+    harness, ``reference_with_harness``)."""
+    return totals.get("timed_files", totals.get("files")) != totals.get("files")
+
+
+def timed_uris(result: dict) -> list[str]:
+    """The files a run timed (every file, unless it was scored through a harness)."""
+    return [f["uri"] for f in result["files"] if "stages" in f]
+
+
 def timed_minutes(totals: dict) -> float:
     """Minutes of audio a run's timings cover: all its files, or the timed ones of a reference
     scored through its harness (``reference_with_harness``)."""
@@ -204,7 +215,7 @@ def compare_warnings(a: dict, b: dict) -> list[str]:
         out.append("the two runs scored different files")
     for name, r in (("A", a), ("B", b)):
         t = r["totals"]
-        if "timed_files" in t and t["timed_files"] < t["files"]:
+        if partly_timed(t):
             out.append(f"{name}'s speed comes from its first {t['timed_files']} of {t['files']} files "
                        f"({timed_minutes(t):.1f} min); its DER from all of them (harness: {t.get('harness')})")
     if a["models"].get("embedding") != b["models"].get("embedding"):
