@@ -42,7 +42,7 @@ def ders(with_embedding=True):
     rows = [("none (fp32)", "fp32", 0.0), ("segmentation", q.FP16, 0.1), ("segmentation", q.PAL8_TENSOR, 0.2),
             ("segmentation", q.PAL4_GROUPED, 3.0)]
     if with_embedding:
-        rows += [("embedding", q.FP16, 0.6), ("embedding", q.PAL8_TENSOR, -0.1), ("embedding", q.PAL4_GROUPED, 1.0)]
+        rows += [("embedding", q.FP16_EMULATED, 0.6), ("embedding", q.PAL8_TENSOR, -0.1), ("embedding", q.PAL4_GROUPED, 1.0)]
     return pd.DataFrame([{"changed": c, "variant": v, "Δ strict (pts)": d} for c, v, d in rows]).set_index(["changed", "variant"])
 
 
@@ -135,3 +135,23 @@ def test_settings_cover_both_profiles_with_the_same_keys():
     assert set(q.SETTINGS) == {"full", "smoke"}
     assert set(q.SETTINGS["full"]) == set(q.SETTINGS["smoke"])
     assert set(q.SETTINGS["smoke"]["der_seg"]) <= set(q.SETTINGS["full"]["der_seg"])
+
+
+def test_emulated_half_follows_real_fp16_and_stays_on_the_fp16_grid():
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv1d(4, 32, 5), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
+                              torch.nn.Conv1d(32, 8, 3)).eval()
+    net[1].running_mean.normal_()
+    net[1].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(3, 4, 200)
+    with torch.inference_mode():
+        ref = net(x)
+        emulated = q.EmulatedHalf(__import__("copy").deepcopy(net))(x)
+        real = q.HalfPrecision(__import__("copy").deepcopy(net))(x)
+    assert torch.equal(emulated, emulated.half().float())  # every value is an fp16 value
+    assert not torch.equal(emulated, ref)  # the rounding is really applied
+    # closer to real fp16 arithmetic than fp32 is, up to a few fp16 steps
+    assert (emulated - real).abs().max() <= 4 * (ref - real).abs().max() + 1e-3
+    assert torch.nn.functional.cosine_similarity(emulated.flatten(1), real.flatten(1)).min() > 0.9999

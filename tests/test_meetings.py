@@ -1,0 +1,91 @@
+"""The realistic evaluation splits (``core.meetings``): who is in which split, what a plan holds,
+and what the rendered audio and labels are."""
+import numpy as np
+import pytest
+from pyannote.core import Segment
+
+from diaropt.core import meetings
+from diaropt.core.constants import SAMPLE_RATE
+from diaropt.core.data import adult_speakers, speech_regions
+
+
+@pytest.fixture(autouse=True)
+def meeting_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIAROPT_MEETINGS", str(tmp_path / "meetings"))
+    return tmp_path / "meetings"
+
+
+def test_splits_are_disjoint_adult_and_balanced():
+    splits = meetings.split_speakers()
+    sets = [set(v) for v in splits.values()]
+    assert all(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1:])
+    assert set().union(*sets) == set(adult_speakers())
+    sexes = meetings.speaker_sex()
+    for corpus in ("librispeech", "speechocean762"):
+        for sex in ("f", "m"):
+            stratum = [s for s in sexes if s.startswith(corpus) and sexes[s] == sex]
+            got = {split: sum(s in splits[split] for s in stratum) for split in meetings.SPLITS}
+            # dealt test, tune, test, dev, tune, test: halves, thirds and sixths, up to one voice
+            for split, share in (("test", 1 / 2), ("tune", 1 / 3), ("dev", 1 / 6)):
+                assert abs(got[split] - share * len(stratum)) <= 1, (corpus, sex, got)
+
+
+def test_plans_meet_the_targets_and_use_only_their_split():
+    for split in meetings.SPLITS:
+        plans = meetings.meeting_plans(split)
+        assert plans == meetings.meeting_plans(split)  # seeded
+        assert sum(p.minutes for p in plans) >= meetings.TARGET_MINUTES["full"][split]
+        voices = set(meetings.split_speakers()[split])
+        for p in plans:
+            assert set(p.speakers) <= voices and len(set(p.speakers)) == len(p.speakers)
+            assert 2 <= len(p.speakers) <= 6 and meetings.MINUTES[0] <= p.minutes <= meetings.MINUTES[1]
+            assert abs(sum(p.shares) - 1) < 1e-3 and min(p.shares) >= 0.5 / len(p.speakers) - 1e-3
+            assert p.condition != "telephone" or len(p.speakers) == 2
+        assert {p.condition for p in plans} == set(meetings.CONDITIONS)
+        counts = {len(p.speakers) for p in plans}  # the counts cycle: every one in test, 2 to 5 at least elsewhere
+        assert counts == set(meetings.SPEAKER_COUNTS) if split == "test" else {2, 3, 4, 5} <= counts
+        assert len({p.uri for p in plans}) == len(plans)
+
+
+def test_a_clean_meeting_has_exact_labels_and_is_reproducible(monkeypatch):
+    plan = meetings.meeting_plans("dev", "smoke")[0]
+    assert plan.condition == "clean"
+    x, reference, facts = meetings.render(plan)
+    again, reference2, _ = meetings.render(plan)
+    assert np.array_equal(x, again) and reference == reference2
+    assert set(reference.labels()) == set(plan.speakers)
+    # every labelled second holds speech, and the detector finds no speech outside the labels
+    speech = reference.get_timeline().support()
+    found = speech_regions(x)
+    outside = sum((Segment(s, e).duration - sum((Segment(s, e) & seg).duration for seg in speech
+                                                 if Segment(s, e).intersects(seg))) for s, e in found)
+    assert outside < 0.05 * speech.duration()
+    assert speech.duration() > 0.4 * len(x) / SAMPLE_RATE
+
+
+def test_meetings_are_cached_by_plan(meeting_cache, monkeypatch):
+    plan = meetings.meeting_plans("tune", "smoke")[0]
+    first = meetings.meeting(plan)
+    monkeypatch.setattr(meetings, "render", lambda plan: (_ for _ in ()).throw(AssertionError("rendered twice")))
+    second = meetings.meeting(plan)
+    assert np.array_equal(first.waveform.numpy(), second.waveform.numpy())
+    assert first.reference == second.reference and first.split == "tune"
+
+
+def test_telephone_band_removes_what_a_phone_line_cannot_carry():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(4 * SAMPLE_RATE)
+    y = meetings.telephone_band(x)
+    spectrum = np.abs(np.fft.rfft(y)) ** 2
+    f = np.fft.rfftfreq(len(y), 1 / SAMPLE_RATE)
+    inside = spectrum[(f > 500) & (f < 3000)].mean()
+    assert spectrum[f > 4200].mean() < 1e-3 * inside
+    assert spectrum[f < 100].mean() < 1e-2 * inside
+
+
+def test_split_table_describes_each_split():
+    sets = {s: meetings.evaluation_set(s, "smoke") for s in meetings.SPLITS}
+    table = meetings.split_table(sets)
+    assert list(table.index) == list(meetings.SPLITS)
+    assert table.loc["test", "real files"] == 1  # pyannote's sample in the smoke profile
+    assert (table["files"] >= 1).all() and (table["minutes"] > 0).all()
