@@ -1,7 +1,11 @@
 """The realistic evaluation splits (``core.meetings``): who is in which split, what a plan holds,
 and what the rendered audio and labels are."""
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from pyannote.core import Segment
 
 from diaropt.core import meetings
@@ -57,9 +61,10 @@ def test_a_clean_meeting_has_exact_labels_and_is_reproducible(monkeypatch):
     # every labelled second holds speech, and the detector finds no speech outside the labels
     speech = reference.get_timeline().support()
     found = speech_regions(x)
-    outside = sum((Segment(s, e).duration - sum((Segment(s, e) & seg).duration for seg in speech
-                                                 if Segment(s, e).intersects(seg))) for s, e in found)
+    inside = sum((Segment(s, e) & seg).duration for s, e in found for seg in speech if Segment(s, e).intersects(seg))
+    outside = sum(e - s for s, e in found) - inside
     assert outside < 0.05 * speech.duration()
+    assert inside > 0.9 * speech.duration()
     assert speech.duration() > 0.4 * len(x) / SAMPLE_RATE
 
 
@@ -83,9 +88,66 @@ def test_telephone_band_removes_what_a_phone_line_cannot_carry():
     assert spectrum[f < 100].mean() < 1e-2 * inside
 
 
+def test_layout_is_the_rendered_meeting_without_audio():
+    plan = dataclasses.replace(meetings.meeting_plans("test", "smoke")[0], condition="reverberant+noisy")
+    x, reference, facts = meetings.render(plan)
+    lay = meetings.layout(plan)
+    assert lay.reference == reference and abs(lay.duration - len(x) / SAMPLE_RATE) < 1e-3
+    assert lay.meta["times each utterance is said"] == facts["times each utterance is said"]
+
+
 def test_split_table_describes_each_split():
     sets = {s: meetings.evaluation_set(s, "smoke") for s in meetings.SPLITS}
     table = meetings.split_table(sets)
+    layouts = meetings.split_table({s: meetings.evaluation_layouts(s, "smoke") for s in meetings.SPLITS})
+    pd.testing.assert_frame_equal(table, layouts)  # the table needs no audio
     assert list(table.index) == list(meetings.SPLITS)
     assert table.loc["test", "real files"] == 1  # pyannote's sample in the smoke profile
     assert (table["files"] >= 1).all() and (table["minutes"] > 0).all()
+
+
+def test_reverberant_audio_does_not_depend_on_what_ran_before():
+    plan = dataclasses.replace(meetings.meeting_plans("dev", "smoke")[0], condition="reverberant")
+    first, reference, facts = meetings.render(plan)
+    torch.rand(100)  # lhotse's room impulse generator draws from torch's global generator
+    np.random.rand(10)
+    state = torch.random.get_rng_state()
+    again, _, _ = meetings.render(plan)
+    assert np.array_equal(first, again)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator is left as it was
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)  # and the audio does not depend on torch's threads
+    try:
+        assert np.array_equal(first, meetings.render(plan)[0])
+    finally:
+        torch.set_num_threads(threads)
+    clean, clean_reference, _ = meetings.render(dataclasses.replace(plan, condition="clean"))
+    assert reference == clean_reference and len(first) == len(clean)  # same turns, same length
+    assert not np.allclose(first, clean, atol=1e-3)  # and the room is really applied
+
+
+def test_noise_is_at_the_stated_snr_and_audible():
+    plan = dataclasses.replace(meetings.meeting_plans("dev", "smoke")[0], condition="noisy")
+    noisy, reference, facts = meetings.render(plan)
+    clean, _, _ = meetings.render(dataclasses.replace(plan, condition="clean"))
+    gain = float(noisy @ clean / (clean @ clean))  # the peak normalisation may scale the mix
+    noise = noisy - gain * clean
+    mask = np.zeros(len(clean), bool)
+    for seg in reference.get_timeline().support():
+        mask[int(seg.start * SAMPLE_RATE): int(seg.end * SAMPLE_RATE)] = True
+    snr = 10 * np.log10(np.mean((gain * clean[mask]) ** 2) / np.mean(noise ** 2))
+    assert meetings.SNR_DB[0] <= facts["snr_db"] <= meetings.SNR_DB[1]
+    assert abs(snr - facts["snr_db"]) < 0.5
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    f = np.fft.rfftfreq(len(noise), 1 / SAMPLE_RATE)
+    assert power[f < 20].sum() < 0.1 * power.sum()  # little sub-audible drift posing as noise
+
+
+def test_cli_writes_the_splits(tmp_path, capsys):
+    from diaropt import cli
+
+    assert cli.main(["splits", "--split", "dev", "--smoke", "--out", str(tmp_path / "out")]) == 0
+    files = sorted(p.name for p in (tmp_path / "out" / "dev").iterdir())
+    plan = meetings.meeting_plans("dev", "smoke")[0]
+    assert files == [f"{plan.uri}.rttm", f"{plan.uri}.wav"]
+    assert "dev" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Command line: ``python -m diaropt {provision,benchmark,compare,simulate,tune,diarize,scaling,env}``."""
+"""Command line: ``python -m diaropt {provision,benchmark,compare,simulate,splits,tune,diarize,scaling,env}``."""
 from __future__ import annotations
 
 import argparse
@@ -77,6 +77,22 @@ def _simulate(args):
     for rec in simulated_conversations(args.split, args.count, args.duration):
         wav, rttm = write_recording(rec, args.out)
         print(f"{wav} {rttm} speakers={len(rec.reference.labels())} {rec.duration:.1f}s")
+
+
+def _splits(args):
+    """Write the realistic evaluation splits (``core.meetings``) as wav + rttm, one folder per split."""
+    from pathlib import Path
+
+    from .core.data import write_recording
+    from .core.meetings import evaluation_set, split_table
+
+    sets = {}
+    for split in args.split or ["tune", "dev", "test"]:
+        sets[split] = evaluation_set(split, "smoke" if args.smoke else "full",
+                                     progress=lambda k, n, s=split: print(f"{s}: {k}/{n} meetings", file=sys.stderr))
+        for rec in sets[split]:
+            write_recording(rec, Path(args.out) / split)
+    print(split_table(sets).round(1).to_string())
 
 
 def _tune(args):
@@ -209,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=60.0)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_simulate)
+
+    s = sub.add_parser("splits", help="write the realistic tune/dev/test splits (wav + rttm per file)")
+    s.add_argument("--split", action="append", choices=["tune", "dev", "test"],
+                   help="one split (repeatable; default: all three)")
+    s.add_argument("--smoke", action="store_true", help="one short meeting per split")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_splits)
 
     s = sub.add_parser("tune", help="re-tune the clustering threshold on the tune split")
     s.add_argument("--embedding", default="campplus", choices=["campplus", "resnet34"])

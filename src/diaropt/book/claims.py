@@ -314,7 +314,8 @@ def _quantization(s: ChapterSummary, scheme: str) -> dict[str, Measurement]:
                             scheme="CoreML palettize 8-bit per tensor" if int8 else "CoreML fp16", **meta),
         "der": Measurement(der, f"{fmt(der, '+.2f')} pts{_ci_text(s.get(f'der_{scheme}_ci'))}"
                            + (" (8-bit palettes)" if int8 else ""),
-                           scheme="CoreML palettize 8-bit per tensor" if int8 else "fp16 arithmetic (torch)",
+                           scheme="CoreML palettize 8-bit per tensor" if int8
+                           else "fp16 arithmetic (segmentation), emulated fp16 (embedding)",
                            note="smoke" if der is None or math.isnan(der) else "", ci=_ci(s.get(f"der_{scheme}_ci")), **meta),
     }
 

@@ -24,13 +24,19 @@ speech. This module builds the sets the verdicts should rest on:
    with less speech than a meeting needs repeats utterances, once all of them were used.
 5. **Acoustics**: every conversation has one condition, in turn: clean; reverberant (lhotse's
    fast random room impulse responses, one room per meeting, one source position per speaker);
-   noisy (pink noise at 10-20 dB SNR); reverberant and noisy; telephone (two speakers, 8 kHz,
-   300-3400 Hz band, 8-bit mu-law, as a phone line delivers it, resampled back to 16 kHz as
-   pyannote does with an 8 kHz file).
+   telephone (two speakers, 8 kHz, 300-3400 Hz band, 8-bit mu-law, as a phone line delivers
+   it, resampled back to 16 kHz as pyannote does with an 8 kHz file); noisy (pink noise at
+   10-20 dB SNR over the speech); reverberant and noisy.
+6. **What repeats**: a voice has about a minute of speech, less than a long meeting asks of it,
+   so its utterances are said again once all were used (``times each utterance is said`` in
+   each meeting's facts and in the split table). The context of a repeat differs (other
+   neighbours, overlaps, room position), but the audio is the same: that is a limit of the
+   material.
 
 Everything is seeded: the same split and profile give the same audio and labels on every
-machine (``numpy``'s and ``random``'s global generators are seeded before each lhotse call,
-because lhotse's samplers and scipy's ``rvs`` use them). Built meetings are kept under
+machine (``random``'s, ``numpy``'s and ``torch``'s global generators are seeded around each
+lhotse call, because lhotse's samplers, scipy's ``rvs`` and lhotse's room impulse generator
+draw from them, and the caller's states are restored). Built meetings are kept under
 ``_build/data`` (``$DIAROPT_MEETINGS``), keyed by everything that defines them, so the chapters
 of one build simulate each meeting once.
 """
@@ -43,6 +49,8 @@ import io
 import json
 import os
 import random
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -172,6 +180,26 @@ def _quiet():
         yield
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed the global generators lhotse uses (``random``, ``numpy``, ``torch``), run torch on one
+    thread, and give the caller's states and threads back afterwards. One thread: the room
+    impulse generator scatters reflections with an indexed write whose result on duplicate
+    indices depends on the thread split, so two threads rendered two different rooms."""
+    state, threads = (random.getstate(), np.random.get_state()), torch.get_num_threads()
+    with torch.random.fork_rng():
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+
+
 # ---- plans ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -246,15 +274,19 @@ def _turns(plan: MeetingPlan):
     return cuts
 
 
+PINK_FROM_HZ = 50.0  # below this the noise is flat: a 1/f shape down to 1/duration would put most of
+# its power in sub-audible drift, and the SNR would overstate the audible noise
+
+
 def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance noise whose power falls as 1/f from ``PINK_FROM_HZ`` up (flat below it)."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n)
-    f[0] = f[1]
+    f = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), PINK_FROM_HZ)
     x = np.fft.irfft(spectrum / np.sqrt(f), n)
     return x / np.std(x)
 
 
-def telephone_band(x: np.ndarray, rng_state: int | None = None) -> np.ndarray:
+def telephone_band(x: np.ndarray) -> np.ndarray:
     """A 16 kHz signal as a phone line delivers it, back at 16 kHz: resampled to 8 kHz,
     band-limited to 300-3400 Hz, 8-bit mu-law coded and decoded, resampled to 16 kHz."""
     import torchaudio.functional as AF
@@ -269,31 +301,59 @@ def telephone_band(x: np.ndarray, rng_state: int | None = None) -> np.ndarray:
     return resample_poly(narrow, SAMPLE_RATE, TELEPHONE_RATE)
 
 
-def render(plan: MeetingPlan) -> tuple[np.ndarray, Annotation, dict]:
-    """(16 kHz mono samples, reference, facts) of one planned meeting."""
-    from lhotse import CutSet
-    from lhotse.utils import fastcopy
+@dataclass
+class Layout:
+    """A planned meeting without its audio: its length, reference and facts (the split table
+    needs no more, and gets it without rendering a sample)."""
 
-    cuts = CutSet.from_cuts(_turns(plan))
-    random.seed(plan.seed)
-    np.random.seed(plan.seed % 2**32)
+    uri: str
+    split: str
+    duration: float
+    reference: Annotation
+    meta: dict
+    source: str = "simulated"
+
+
+def _arrange(plan: MeetingPlan):
+    """(lhotse MixedCut, reference, facts): who says what when, before any audio is rendered."""
+    from lhotse import CutSet
+
+    turns = _turns(plan)
     sim = fitted_simulator()
-    with _quiet():
-        meeting = sim.simulate(cuts, num_repeats=1, num_speakers_per_meeting=len(plan.speakers),
+    with _seeded(plan.seed), _quiet():
+        meeting = sim.simulate(CutSet.from_cuts(turns), num_repeats=1, num_speakers_per_meeting=len(plan.speakers),
                                max_duration_per_speaker=1e9, max_utterances_per_speaker=10**6, seed=plan.seed)
     if len(meeting) != 1:
         raise DataError(f"{plan.uri}: lhotse made {len(meeting)} meetings from one plan")
     mixed = next(iter(meeting))
-    facts: dict = {"condition": plan.condition}
+    said = [t.id.split("-" + plan.uri)[0] for t in turns]
+    facts: dict = {"condition": plan.condition,
+                   # utterances are repeated once a voice's files are used up: how often, on average
+                   "times each utterance is said": round(len(said) / len(set(said)), 2)}
+    reference = Annotation(uri=plan.uri)
+    for k, sup in enumerate(mixed.supervisions):
+        reference[Segment(round(sup.start, 3), round(sup.end, 3)), k] = sup.speaker
+    return mixed, reference.support().crop(Segment(0, mixed.duration)), facts
+
+
+def layout(plan: MeetingPlan) -> Layout:
+    """The meeting's timeline and labels, exactly those ``render`` gives, without the audio."""
+    mixed, reference, facts = _arrange(plan)
+    return Layout(plan.uri, plan.split, mixed.duration, reference,
+                  facts | {"speakers": list(plan.speakers)})
+
+
+def render(plan: MeetingPlan) -> tuple[np.ndarray, Annotation, dict]:
+    """(16 kHz mono samples, reference, facts) of one planned meeting."""
+    from lhotse.utils import fastcopy
+
+    mixed, reference, facts = _arrange(plan)
     if "reverberant" in plan.condition:
         tracks = [fastcopy(t, cut=t.cut.reverb_rir(room_rng_seed=plan.seed, source_rng_seed=plan.seed * 8 + k))
                   for k, t in enumerate(mixed.tracks)]
         mixed = fastcopy(mixed, tracks=tracks)
-    reference = Annotation(uri=plan.uri)
-    for k, sup in enumerate(mixed.supervisions):
-        reference[Segment(round(sup.start, 3), round(sup.end, 3)), k] = sup.speaker
-    reference = reference.support()
-    x = mixed.load_audio()[0].astype(np.float64)
+    with _seeded(plan.seed):  # lhotse's room impulse generator draws from torch's global generator
+        x = mixed.load_audio()[0].astype(np.float64)
     rng = np.random.default_rng(plan.seed)
     if "noisy" in plan.condition:
         snr = float(rng.uniform(*SNR_DB))
@@ -323,11 +383,21 @@ def cache_root() -> Path:
 
 
 def _key(plan: MeetingPlan) -> str:
+    """Everything that defines a meeting's audio and labels: the plan, the recipe's constants and
+    code version, the source files and the fitted data (by sha256), and the libraries' versions."""
     import lhotse
+    import scipy
+    import torchaudio
 
-    blob = json.dumps({"plan": asdict(plan), "version": VERSION, "lhotse": lhotse.__version__,
-                       "files": [manifest()[r]["sha256"] for s in plan.speakers
-                                 for r in speakers_with_utterances()[s]]}, sort_keys=True)
+    fit = data_dir() / "ami-debug" / "debug.train.rttm"
+    blob = json.dumps({
+        "plan": asdict(plan), "version": VERSION,
+        "constants": [SPEECH_FRACTION, PER_EXTRA_SPEAKER, SNR_DB, PINK_FROM_HZ, TELEPHONE_RATE, TELEPHONE_BAND],
+        "libraries": [lhotse.__version__, np.__version__, scipy.__version__, torch.__version__,
+                      torchaudio.__version__],
+        "fitted on": hashlib.sha256(fit.read_bytes()).hexdigest(),
+        "files": [manifest()[r]["sha256"] for s in plan.speakers for r in speakers_with_utterances()[s]]},
+        sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -337,11 +407,19 @@ def meeting(plan: MeetingPlan) -> Recording:
     wav, rttm, meta = folder / "audio.wav", folder / "reference.rttm", folder / "meta.json"
     if not meta.exists():
         x, reference, facts = render(plan)
-        folder.mkdir(parents=True, exist_ok=True)
-        sf.write(str(wav), x, SAMPLE_RATE, subtype="FLOAT")
-        with open(rttm, "w") as f:
-            reference.write_rttm(f)
-        meta.write_text(json.dumps(facts | {"plan": asdict(plan)}, indent=1))  # written last: marks it complete
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))  # renamed into place when complete
+        try:
+            sf.write(str(tmp / wav.name), x, SAMPLE_RATE, subtype="FLOAT")
+            with open(tmp / rttm.name, "w") as f:
+                reference.write_rttm(f)
+            (tmp / meta.name).write_text(json.dumps(facts | {"plan": asdict(plan)}, indent=1))
+            os.rename(tmp, folder)
+        except OSError:
+            if not meta.exists():  # unless another process finished the same meeting first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     audio, sr = sf.read(str(wav), dtype="float32")
     reference = _read_rttm(rttm).get(plan.uri, Annotation(uri=plan.uri))
     facts = json.loads(meta.read_text())
@@ -354,11 +432,7 @@ def evaluation_set(split: str, profile: str = "full", progress=None) -> list[Rec
     """A split's recordings: test = every real AMI test excerpt, pyannote's sample and the test
     meetings; tune = the AMI tune excerpts and the tune meetings; dev = meetings only.
     The smoke profile keeps one short meeting (and, for test, pyannote's sample)."""
-    recs: list[Recording] = []
-    if profile == "full" and split in ("tune", "test"):
-        recs += ami_recordings(split)
-    if split == "test":
-        recs.append(pyannote_sample())
+    recs = _real_files(split, profile)
     plans = meeting_plans(split, profile)
     for k, plan in enumerate(plans):
         recs.append(meeting(plan))
@@ -367,7 +441,18 @@ def evaluation_set(split: str, profile: str = "full", progress=None) -> list[Rec
     return recs
 
 
-def split_table(sets: dict[str, list[Recording]]):
+def evaluation_layouts(split: str, profile: str = "full") -> list:
+    """``evaluation_set`` with each meeting as its ``Layout`` (no audio rendered): for tables."""
+    return _real_files(split, profile) + [layout(plan) for plan in meeting_plans(split, profile)]
+
+
+def _real_files(split: str, profile: str) -> list[Recording]:
+    """The real recordings of a split: AMI's tune or test excerpts (full profile), pyannote's sample (test)."""
+    recs = ami_recordings(split) if profile == "full" and split in ("tune", "test") else []
+    return recs + ([pyannote_sample()] if split == "test" else [])
+
+
+def split_table(sets: dict[str, list]):
     """One row per split: minutes, files, speakers, sources, sexes, overlap %, speakers per file,
     and the acoustic conditions (the baseline chapter's table)."""
     import pandas as pd
@@ -389,5 +474,7 @@ def split_table(sets: dict[str, list[Recording]]):
                                                      f"{sum(v.startswith('speechocean') for v in voices)}",
                      "overlap (% of speech)": 100 * sum(_overlap(r.reference) for r in recs) / max(speech, 1e-9),
                      "speakers per file": f"{min(counts)}-{max(counts)}",
+                     "times each utterance is said": float(np.mean(
+                         [r.meta["times each utterance is said"] for r in recs if r.source == "simulated"] or [np.nan])),
                      "conditions": ", ".join(f"{c} {conditions.count(c)}" for c in dict.fromkeys(conditions))})
     return pd.DataFrame(rows).set_index("split")
