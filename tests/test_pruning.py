@@ -191,3 +191,17 @@ def test_structural_table_relative_to_the_unpruned_model(seg, windows):
     assert table.loc[("segmentation-3.0", 0.0), "params removed (%)"] == 0.0
     assert table.loc[("segmentation-3.0", 0.5), "params removed (%)"] > 50
     assert table.loc[("segmentation-3.0", 0.5), "GFLOPs / 10 s"] < table.loc[("segmentation-3.0", 0.0), "GFLOPs / 10 s"]
+
+
+def test_distillation_data_comes_from_tune_voices_only(tmp_path, monkeypatch):
+    """The students learn from the realistic tune split: no voice of dev or test, the asked number
+    of windows, the teacher's output for each."""
+    from diaropt.core import meetings
+
+    monkeypatch.setenv("DIAROPT_MEETINGS", str(tmp_path / "meetings"))
+    kd = pr.distillation_set(6, lambda w: torch.zeros(len(w), 589, 7), profile="smoke")
+    assert kd["windows"].shape == (6, 1, 160000) and kd["seg_targets"].shape[0] == 6
+    voices = {v for r in kd["recordings"] for v in r.meta["speakers"]}
+    assert voices and voices <= set(meetings.split_speakers()["tune"])
+    assert all(r.split == "tune" and r.source == "simulated" for r in kd["recordings"])
+    assert kd["windows"].abs().amax(dim=(1, 2)).min() > 0  # real audio in every window, no padding-only one

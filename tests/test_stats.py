@@ -237,3 +237,10 @@ def test_by_source_gives_corpus_level_der_and_speaker_count_accuracy_per_source(
     assert out["all"]["DER strict (%)"] == pytest.approx(100 * 9 / 90)
     assert out["ami"]["speaker count exact (%)"] == 50 and out["ami"]["too few"] == 1 and out["ami"]["too many"] == 0
     assert out["simulated"]["too many"] == 1 and out["all"]["files"] == 3 and out["all"]["minutes"] == 3.0
+    for f, condition in zip(files, ("ami", "ami", "telephone")):
+        f["condition"] = condition
+    files.append(row("d", "simulated", 2.0, 20.0, 2, 2) | {"condition": "clean"})
+    out = {r["condition"]: r for r in by_source({"files": files}, key="condition")}
+    assert set(out) == {"ami", "telephone", "clean", "all"}
+    assert out["telephone"]["DER strict (%)"] == pytest.approx(10.0) and out["telephone"]["too many"] == 1
+    assert out["clean"]["speaker count exact (%)"] == 100 and out["all"]["files"] == 4

@@ -56,6 +56,18 @@ def test_tracker_opens_new_speaker_above_threshold_and_caps_count():
     assert len(tracker.sums) == 3
 
 
+def test_tracker_caps_speakers_opened_in_the_same_window_without_nan():
+    """The cap can be reached inside one window: the speaker beyond it joins the closest centroid
+    (no centroid may be an empty sum, whose normalisation divides by zero)."""
+    tracker = SpeakerTracker(0.3, STEP, DUR, latency=1.0, max_speakers=2)
+    e = np.eye(3, dtype=np.float32)
+    close_to_second = unit(np.array([0.1, 1.0, 0.2], dtype=np.float32))
+    with np.errstate(all="raise"):
+        mapping = tracker.assign(np.stack([e[0], e[1], close_to_second]), np.ones((100, 3), np.float32), 0)
+    assert mapping == {0: 0, 1: 1, 2: 1} and len(tracker.sums) == 2
+    assert np.isfinite(tracker.centroids()).all()
+
+
 def test_tracker_memory_is_bounded_on_a_long_stream():
     tracker = SpeakerTracker(0.3, STEP, DUR, latency=5.0)
     rng = np.random.default_rng(0)

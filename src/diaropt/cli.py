@@ -102,9 +102,9 @@ def _tune(args):
         res = tune_online_threshold(args.embedding, profile=args.profile)
         write_online(args.embedding, res)
     else:
-        from .measure.tuning import tune_threshold, write_tuned
+        from .measure.tuning import tune_clustering, write_tuned
 
-        res = tune_threshold(args.embedding, n_iterations=args.iterations, profile=args.profile)
+        res = tune_clustering(args.embedding, n_iterations=args.iterations, profile=args.profile)
         write_tuned(args.embedding, res)
     print(json.dumps(res, indent=2))
 
@@ -233,9 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=_splits)
 
-    s = sub.add_parser("tune", help="re-tune the clustering threshold on the tune split")
+    s = sub.add_parser("tune", help="re-tune the clustering (threshold, minimum cluster size) on the tune split")
     s.add_argument("--embedding", default="campplus", choices=["campplus", "resnet34"])
-    s.add_argument("--iterations", type=int, default=40)
+    s.add_argument("--iterations", type=int, default=80)
     s.add_argument("--profile", default="full", choices=["full", "smoke"])
     s.add_argument("--online", action="store_true", help="tune the streaming diarizer's new-speaker threshold")
     s.set_defaults(func=_tune)

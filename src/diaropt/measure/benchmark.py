@@ -238,18 +238,19 @@ def file_rows(result: dict, stages: tuple[str, ...] = ("segmentation", "embeddin
             for f in result["files"]]
 
 
-def by_source(result: dict) -> list[dict]:
-    """Per data source (real AMI, pyannote's sample, simulated) and for all files: files, minutes,
-    corpus-level DER in both conventions (errors summed / scored speech summed over the source's
-    files) and speaker-count accuracy: the share of files whose speaker count was found exactly,
-    and the files with too few and too many speakers."""
+def by_source(result: dict, key: str = "source") -> list[dict]:
+    """Per data source (real AMI, pyannote's sample, simulated; or per ``key="condition"``: clean,
+    reverberant, telephone, noisy, ... of the realistic splits, the real files under their source)
+    and for all files: files, minutes, corpus-level DER in both conventions (errors summed / scored
+    speech summed over the group's files) and speaker-count accuracy: the share of files whose
+    speaker count was found exactly, and the files with too few and too many speakers."""
     groups: dict[str, list[dict]] = {}
     for f in result["files"]:
-        groups.setdefault(f["source"], []).append(f)
+        groups.setdefault(f[key], []).append(f)
     groups["all"] = list(result["files"])
     rows = []
     for source, files in groups.items():
-        row = {"source": source, "files": len(files), "minutes": sum(f["seconds"] for f in files) / 60}
+        row = {key: source, "files": len(files), "minutes": sum(f["seconds"] for f in files) / 60}
         for conv, label in (("strict", "DER strict (%)"), ("fluidaudio", "DER FluidAudio-style (%)")):
             row[label] = 100 * corpus_rate(files, "der", conv)
         row |= {"speaker count exact (%)": 100 * sum(f["speakers_hyp"] == f["speakers_ref"] for f in files) / len(files),

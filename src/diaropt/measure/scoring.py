@@ -23,7 +23,8 @@ def score(recordings: Iterable[Recording], hypotheses: Iterable[Annotation]) -> 
     acc, rows = DERAccumulator(), []
     for rec, hyp in zip(recordings, hypotheses, strict=True):
         row = acc.add(rec.uri, rec.reference, hyp, rec.uem)
-        row.update(source=rec.source, seconds=rec.duration, speakers_ref=len(rec.reference.labels()),
+        row.update(source=rec.source, condition=rec.meta.get("condition", rec.source),
+                   seconds=rec.duration, speakers_ref=len(rec.reference.labels()),
                    speakers_hyp=len(hyp.labels()))
         rows.append(row)
     totals = acc.totals() | {"files": len(rows), "audio_seconds": sum(r["seconds"] for r in rows)}

@@ -168,16 +168,19 @@ class SpeakerTracker:
             for r, c in zip(rows, cols):
                 if dist[r, c] <= self.threshold:
                     mapping[has_emb[r]] = int(c)
+        opened = set()
         for k in has_emb:
             if k in mapping:
                 continue
-            if len(self.sums) < self.max_speakers:
-                self.sums.append(np.zeros_like(unit[k]))
+            if len(self.sums) < self.max_speakers:  # a new speaker, its centroid its first embedding
+                self.sums.append(unit[k].copy())
                 mapping[k] = len(self.sums) - 1
-            else:  # bounded: the closest existing speaker absorbs it
+                opened.add(k)
+            else:  # bounded: the closest existing speaker absorbs it (every centroid is a unit vector)
                 mapping[k] = int(np.argmax(self.centroids() @ unit[k]))
         for k, g in mapping.items():
-            self.sums[g] = self.sums[g] + unit[k]
+            if k not in opened:
+                self.sums[g] = self.sums[g] + unit[k]
         # speakers too short to embed: continuity with what is already aggregated
         for k in range(activity.shape[1]):
             if k in mapping or not activity[:, k].any():

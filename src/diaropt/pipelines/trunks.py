@@ -107,6 +107,23 @@ class SharedTrunkDiarization(SpeakerDiarization):
         self.__dict__.setdefault("_replacements", {})["integrated"] = fn
 
     def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
+        # In training mode (pyannote.pipeline's Optimizer, ``measure.tuning.clustering_runs``) the
+        # embeddings of a file are computed once and kept in the file's dict, as pyannote's own
+        # ``get_embeddings`` does: later calls on the same dict only re-cluster. segmentation-3.0 is
+        # a powerset model, so its binarisation, and hence the masks, do not depend on a threshold.
+        cached = file.get(self.CACHED_EMBEDDINGS, {}) if self.training else {}
+        if "embeddings" in cached:
+            return cached["embeddings"]
+        embeddings = self._shared_trunk_embeddings(file, binary_segmentations, exclude_overlap, hook)
+        if self.training:
+            if not self._segmentation.model.specifications.powerset:
+                raise NotImplementedError("embedding cache: only powerset segmentation models (segmentation-3.0)")
+            file[self.CACHED_EMBEDDINGS] = {"embeddings": embeddings}
+        return embeddings
+
+    CACHED_EMBEDDINGS = "training_cache/embeddings"
+
+    def _shared_trunk_embeddings(self, file, binary_segmentations, exclude_overlap, hook):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)
         integrated = self.__dict__.get("_replacements", {}).get("integrated")
         if integrated is None:

@@ -37,21 +37,21 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..book.verdicts import der_verdict, speed_verdict
-from ..core.constants import SAMPLE_RATE
+from ..core.constants import SAMPLE_RATE, WINDOW_SECONDS
 from ..measure.cost import count_flops, package_bytes, parameter_count, sizes_mb
 from ..measure.timing import time_call
 
 SETTINGS = {
     "full": {"ratios": [0.3, 0.5], "kd_steps": {"segmentation-3.0": 60, "CAM++": 30}, "repeats": 5,
-             "train_conversations": 12},
+             "train_windows": 252},
     "smoke": {"ratios": [0.3], "kd_steps": {"segmentation-3.0": 2, "CAM++": 2}, "repeats": 2,
-              "train_conversations": 1},
+              "train_windows": 16},
 }
 SEG, EMB = "segmentation-3.0", "CAM++"
 GUIDE_RATIO = 0.3  # the guide's ``sparsity`` (its table's "Pruning (30%)")
 KD_LR = {SEG: 3e-3, EMB: 1e-3}  # Adam learning rates of the distillation
 KD_BATCH = 8
-TRAIN_SECONDS, TRAIN_STEP = 60.0, 2.5  # simulated tune conversations, and the step of their 10 s windows
+TRAIN_STEP = 2.5  # the shortest step between the 10 s training windows (seconds)
 CROP_SECONDS = 3.0  # CAM++ students fit the teacher's embedding of the first 3 s of each window
 SNIPPET_WINDOWS = 8  # real 10 s test windows for the per-window timings
 CORE_ML_SPARSITY = (0.3, 0.5)  # coremltools' magnitude pruner targets
@@ -438,21 +438,25 @@ def structural_figures(table, ratios: list[float]) -> dict:
     return out
 
 
-def distillation_set(conversations: int, seg_ref, emb_ref=None) -> dict:
-    """Unlabelled training data from the *tune* speakers: 10 s windows of simulated
-    conversations with the segmentation teacher's outputs and, for CAM++, fbank features of
-    the first ``CROP_SECONDS`` of each window with the teacher's embeddings."""
+def distillation_set(windows: int, seg_ref, emb_ref=None, profile: str = "full") -> dict:
+    """Unlabelled training data from the *tune* speakers: ``windows`` 10 s windows spread evenly
+    over the simulated meetings of the realistic tune split (``core.meetings``: no voice of dev or
+    test; labels never used), with the segmentation teacher's outputs and, for CAM++, fbank
+    features of the first ``CROP_SECONDS`` of each window with the teacher's embeddings."""
     from ..core.campplus import kaldi_fbank
-    from ..core.data import real_windows, simulated_conversations
+    from ..core.data import real_windows
+    from ..core.meetings import evaluation_set
     from ..portable.plain import CAMPPlusModule
 
-    recs = simulated_conversations("tune", conversations, TRAIN_SECONDS)
-    windows = real_windows(recs, step=TRAIN_STEP)
-    out = {"recordings": recs, "windows": windows}
+    recs = [r for r in evaluation_set("tune", profile) if r.source == "simulated"]
+    room = sum(max(r.duration - WINDOW_SECONDS, 0.0) for r in recs)  # where windows can start
+    step = max(TRAIN_STEP, room / windows)  # spread over every meeting, never fewer than asked for
+    taken = real_windows(recs, step=step, limit=windows)
+    out = {"recordings": recs, "windows": taken}
     with torch.inference_mode():
-        out["seg_targets"] = torch.cat([seg_ref(windows[i: i + 16]) for i in range(0, len(windows), 16)])
+        out["seg_targets"] = torch.cat([seg_ref(taken[i: i + 16]) for i in range(0, len(taken), 16)])
         if emb_ref is not None:
-            out["crop_fbank"] = kaldi_fbank(windows[:, 0, : int(CROP_SECONDS * SAMPLE_RATE)])
+            out["crop_fbank"] = kaldi_fbank(taken[:, 0, : int(CROP_SECONDS * SAMPLE_RATE)])
             out["emb_targets"] = CAMPPlusModule(emb_ref, front="none")(out["crop_fbank"])
     return out
 

@@ -1,0 +1,58 @@
+"""Tuning and re-clustering on cached networks (``measure.tuning``): the cache must not change
+the output, the networks must run once per file, and each setting must really be applied."""
+import pytest
+
+from diaropt.core import data, metrics
+from diaropt.measure import tuning
+from diaropt.pipelines import reference as pipeline
+from diaropt.pipelines.trunks import SharedTrunkDiarization, build_shared_trunk_pipeline
+
+
+def test_clustering_runs_reuse_the_networks_and_apply_each_setting(provisioned, monkeypatch):
+    rec = data.pyannote_sample()  # two speakers
+    calls = []
+    original = SharedTrunkDiarization._shared_trunk_embeddings
+
+    def counted(self, file, *args):
+        calls.append(file["uri"])
+        return original(self, file, *args)
+
+    monkeypatch.setattr(SharedTrunkDiarization, "_shared_trunk_embeddings", counted)
+    runs = tuning.clustering_runs([rec], {
+        "frozen": {},
+        "one cluster": {"clustering": {"threshold": 2.0}},  # unit vectors are at most 2 apart: all merge
+        "true count": {"clustering": {"threshold": 2.0}, "oracle_count": True},
+    }, progress=False)
+    assert calls == [rec.uri]  # the embedding network ran once for three settings
+    der = {k: run["totals"]["der_strict"] for k, run in runs.items()}
+    # one cluster: pyannote pads an empty second column where two people overlap, so the count
+    # can stay 2, but the speech of both speakers goes to one label
+    assert der["one cluster"] > der["frozen"] + 0.2
+    assert der["true count"] < der["one cluster"] - 0.2 and runs["true count"]["files"][0]["speakers_hyp"] == 2
+    assert runs["one cluster"]["clustering"]["threshold"] == 2.0 and runs["true count"]["oracle_count"]
+    # the cached path gives what a fresh run of the harness (not in training mode) gives
+    fresh, _ = pipeline.run_pyannote(build_shared_trunk_pipeline("campplus", skip_inactive=True), rec)
+    again = tuning.clustering_runs([rec], {"frozen": {}}, progress=False)["frozen"]
+    assert again["files"][0]["der_strict"] == pytest.approx(metrics.der(rec.reference, fresh, rec.uem, "strict"))
+    assert runs["frozen"]["totals"]["der_strict"] == again["totals"]["der_strict"]
+
+
+def test_write_tuned_freezes_both_values_and_their_provenance(tmp_path):
+    import shutil
+
+    import yaml
+
+    from diaropt.core.config import CONFIG, reference_params
+
+    cfg = tmp_path / "reference.yaml"
+    shutil.copy(CONFIG, cfg)
+    tuned = {"threshold": 0.61, "min_cluster_size": 3, "loss": 0.2512345, "start": {"threshold": 0.7, "min_cluster_size": 12},
+             "n_iterations": 5, "files": ["a", "b"], "minutes": 12.04, "profile": "smoke", "seed": 0, "split": "tune"}
+    tuning.write_tuned("campplus", tuned, cfg)
+    got = reference_params("campplus", cfg)["clustering"]
+    assert (got["threshold"], got["min_cluster_size"], got["method"]) == (0.61, 3, "centroid")
+    block = yaml.safe_load(cfg.read_text())["campplus"]["tuned"]
+    assert block["tuned"] == ["threshold", "min_cluster_size"] and block["files"] == 2
+    assert block["started_from"] == {"threshold": 0.7, "min_cluster_size": 12}
+    assert cfg.read_text().startswith("#")  # the comment header is kept
+    assert yaml.safe_load(cfg.read_text())["resnet34"] == yaml.safe_load(CONFIG.read_text())["resnet34"]
