@@ -8,8 +8,9 @@ from diaropt.pipelines import reference as pipeline
 from diaropt.pipelines.trunks import SharedTrunkDiarization, build_shared_trunk_pipeline
 
 
-def test_clustering_runs_reuse_the_networks_and_apply_each_setting(provisioned, monkeypatch):
-    rec = data.pyannote_sample()  # two speakers
+@pytest.fixture
+def embedding_calls(monkeypatch):
+    """The uri of every file the shared trunk's embedding network runs on, in call order."""
     calls = []
     original = SharedTrunkDiarization._shared_trunk_embeddings
 
@@ -18,17 +19,25 @@ def test_clustering_runs_reuse_the_networks_and_apply_each_setting(provisioned, 
         return original(self, file, *args)
 
     monkeypatch.setattr(SharedTrunkDiarization, "_shared_trunk_embeddings", counted)
+    return calls
+
+
+def test_clustering_runs_reuse_the_networks_and_apply_each_setting(provisioned, embedding_calls):
+    rec = data.pyannote_sample()  # two speakers
+    calls = embedding_calls
     runs = tuning.clustering_runs([rec], {
         "frozen": {},
         "one cluster": {"clustering": {"threshold": 2.0}},  # unit vectors are at most 2 apart: all merge
         "true count": {"clustering": {"threshold": 2.0}, "oracle_count": True},
+        "frozen again": {},  # nothing of the earlier settings may stay behind
     }, progress=False)
-    assert calls == [rec.uri]  # the embedding network ran once for three settings
+    assert calls == [rec.uri]  # the embedding network ran once for four settings
     der = {k: run["totals"]["der_strict"] for k, run in runs.items()}
     # one cluster: pyannote pads an empty second column where two people overlap, so the count
     # can stay 2, but the speech of both speakers goes to one label
     assert der["one cluster"] > der["frozen"] + 0.2
     assert der["true count"] < der["one cluster"] - 0.2 and runs["true count"]["files"][0]["speakers_hyp"] == 2
+    assert der["frozen again"] == der["frozen"]
     assert runs["one cluster"]["clustering"]["threshold"] == 2.0 and runs["true count"]["oracle_count"]
     # the cached path gives what a fresh run of the harness (not in training mode) gives
     fresh, _ = pipeline.run_pyannote(build_shared_trunk_pipeline("campplus", skip_inactive=True), rec)
@@ -56,3 +65,40 @@ def test_write_tuned_freezes_both_values_and_their_provenance(tmp_path):
     assert block["started_from"] == {"threshold": 0.7, "min_cluster_size": 12}
     assert cfg.read_text().startswith("#")  # the comment header is kept
     assert yaml.safe_load(cfg.read_text())["resnet34"] == yaml.safe_load(CONFIG.read_text())["resnet34"]
+
+
+def test_cached_embeddings_belong_to_the_pipeline_that_made_them(provisioned):
+    """A file dict cached by one pipeline and passed to another (here one whose embedding is
+    replaced) must not hand the second pipeline the first one's embeddings."""
+    import numpy as np
+    import torch
+
+    class Fixed(torch.nn.Module):
+        def forward(self, w, m):
+            return torch.full((w.shape[0], m.shape[1], 192), 0.5)
+
+    f = data.pyannote_sample().as_pyannote_file()
+    first = tuning.harness_pipeline()
+    seg = first.get_segmentations(f)
+    real = first.get_embeddings(f, seg, exclude_overlap=True)
+    other = build_shared_trunk_pipeline("campplus", skip_inactive=True, integrated=Fixed())
+    other.training = True
+    replaced = other.get_embeddings(f, seg, exclude_overlap=True)
+    done = ~np.isnan(replaced)
+    assert done.any() and np.all(replaced[done] == 0.5) and not np.allclose(real[done], 0.5)
+    assert first.get_embeddings(f, seg, exclude_overlap=True) is not replaced  # recomputed, not the other's
+
+
+def test_networks_in_threads_give_what_one_pipeline_gives(provisioned, embedding_calls):
+    import dataclasses
+
+    sample = data.pyannote_sample()
+    recs = [sample, dataclasses.replace(sample, uri="sample-again", waveform=sample.waveform[:, : 16000 * 20])]
+    calls = embedding_calls
+    settings = {"frozen": {}, "true count": {"oracle_count": True}}
+    one = tuning.clustering_runs(recs, settings, progress=False)
+    two = tuning.clustering_runs(recs, settings, progress=False, workers=2)
+    assert sorted(calls) == sorted([r.uri for r in recs] * 2)  # once per file in each run, none by the parent
+    for name in settings:
+        assert [f["der_strict"] for f in two[name]["files"]] == pytest.approx([f["der_strict"] for f in one[name]["files"]])
+        assert [f["speakers_hyp"] for f in two[name]["files"]] == [f["speakers_hyp"] for f in one[name]["files"]]

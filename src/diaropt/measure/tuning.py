@@ -3,8 +3,9 @@ and the streaming diarizer's new-speaker threshold, frozen into ``configs/refere
 
 speaker-diarization-3.1's clustering values were tuned on WeSpeaker ResNet34 cosine distances and
 on long real meetings. CAM++ distances live on another scale, and 3.1's minimum cluster size (12
-embeddings, i.e. about 12 s of a speaker's speech at a 1 s step) merges any speaker who talks less
-than that into another one, the "collapsed" two-speaker files of the first test split. So both
+embeddings: (10 s window, speaker) pairs with enough clean speech; pyannote lowers it to a tenth of
+the embeddings on short files) merges a speaker who talks in too few windows into another one, as
+in the "collapsed" two-speaker files of the first test split. So both
 are tuned jointly with pyannote.pipeline's ``Optimizer`` (optuna TPE, seeded) on the realistic
 *tune* split (``core.meetings``), minimising strict DER (collar 0, overlap scored); the
 segmentation values and the linkage method keep 3.1's values. The exact harness
@@ -50,13 +51,17 @@ def tune_clustering(embedding: str = "campplus", n_iterations: int = 80, profile
     realistic tune split (``core.meetings.evaluation_set("tune")``); the segmentation values and
     the linkage method stay frozen. The ranges are pyannote's own (threshold 0-2, minimum cluster
     size 1-20)."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
     from pyannote.pipeline import Optimizer
 
     from ..core.meetings import evaluation_set
+    from ..core.metrics import CONVENTIONS
 
     start = reference_params(embedding, config)
     pipe = harness_pipeline(embedding, params=start)
     pipe.legacy = True  # the optimizer scores Annotations
+    # pyannote's get_metric() maps speakers greedily; the book's strict DER maps them optimally
+    pipe.get_metric = lambda: DiarizationErrorRate(**CONVENTIONS["strict"])
     pipe.freeze({"segmentation": start["segmentation"],
                  "clustering": {k: v for k, v in start["clustering"].items() if k not in TUNED_CLUSTERING}})
     recs = recordings if recordings is not None else evaluation_set("tune", profile)
@@ -71,14 +76,47 @@ def tune_clustering(embedding: str = "campplus", n_iterations: int = 80, profile
             "profile": profile, "seed": seed, "split": "tune (core.meetings)"}
 
 
+def networks_in_threads(files: list[dict], embedding: str, params: dict, workers: int = 2,
+                        progress: bool = True) -> None:
+    """Run the harness's networks on ``files`` (pyannote file dicts) with ``workers`` threads, each
+    with its own training-mode harness pipeline (pyannote pipelines hold state) and one compute
+    thread: the mode the parallel chapter measured fastest on two cores. Each dict is left
+    holding its segmentation and embeddings; ``adopt_embeddings`` hands them to another harness
+    pipeline. The longest files go first, so the threads finish together."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from tqdm.auto import tqdm
+
+    local, build = threading.local(), threading.Lock()
+
+    def task(f):
+        if not hasattr(local, "pipe"):
+            torch.set_num_threads(1)
+            with build:
+                local.pipe = harness_pipeline(embedding, params=params)
+        local.pipe(f)
+
+    order = sorted(files, key=lambda f: -f["waveform"].shape[-1])
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            list(tqdm(pool.map(task, order), total=len(order), desc=f"networks ({workers} threads)",
+                      disable=not progress))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def clustering_runs(recordings: list, settings: dict[str, dict], *, embedding: str = "campplus",
-                    progress: bool = True) -> dict[str, dict]:
+                    progress: bool = True, workers: int = 1) -> dict[str, dict]:
     """Several clustering settings of the reference scored on the same segmentations and embeddings.
 
     ``settings``: ``{name: {"clustering": {overrides of the frozen clustering values}, "oracle_count":
     bool}}``; ``oracle_count`` gives pyannote's call each file's true number of speakers
     (``num_speakers``), which separates the clustering's counting error from the embeddings'
-    quality. The networks run once per file (``harness_pipeline``), each setting only re-clusters.
+    quality. The networks run once per file (``harness_pipeline``; in ``workers`` threads when more
+    than one, ``networks_in_threads``), each setting only re-clusters.
     Returns ``{name: {"files": per-file score rows, "totals": ..., "clustering": the values used}}``."""
     from tqdm.auto import tqdm
 
@@ -87,6 +125,10 @@ def clustering_runs(recordings: list, settings: dict[str, dict], *, embedding: s
     frozen = reference_params(embedding)
     pipe = harness_pipeline(embedding, params=frozen)
     files = [r.as_pyannote_file() for r in recordings]
+    if workers > 1:
+        networks_in_threads(files, embedding, frozen, workers, progress)
+        for f in files:
+            pipe.adopt_embeddings(f)
     out = {}
     for name, setting in tqdm(settings.items(), desc="clustering settings", disable=not progress):
         clustering = frozen["clustering"] | setting.get("clustering", {})

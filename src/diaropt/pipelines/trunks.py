@@ -109,19 +109,35 @@ class SharedTrunkDiarization(SpeakerDiarization):
     def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
         # In training mode (pyannote.pipeline's Optimizer, ``measure.tuning.clustering_runs``) the
         # embeddings of a file are computed once and kept in the file's dict, as pyannote's own
-        # ``get_embeddings`` does: later calls on the same dict only re-cluster. segmentation-3.0 is
-        # a powerset model, so its binarisation, and hence the masks, do not depend on a threshold.
-        cached = file.get(self.CACHED_EMBEDDINGS, {}) if self.training else {}
-        if "embeddings" in cached:
+        # ``get_embeddings`` does: later calls on the same dict only re-cluster. They are kept under
+        # a key of this class with what produced them (this pipeline object, its embedding
+        # replacement, skip_inactive, exclude_overlap): a dict passed to another pipeline or
+        # variant computes its own. segmentation-3.0 is a powerset model, so its binarisation, and
+        # hence the masks, do not depend on a threshold.
+        made_by = self._made_by(exclude_overlap)
+        cached = file.get(self.CACHED_EMBEDDINGS) if self.training else None
+        if cached is not None and cached["made_by"] == made_by:
             return cached["embeddings"]
         embeddings = self._shared_trunk_embeddings(file, binary_segmentations, exclude_overlap, hook)
         if self.training:
             if not self._segmentation.model.specifications.powerset:
                 raise NotImplementedError("embedding cache: only powerset segmentation models (segmentation-3.0)")
-            file[self.CACHED_EMBEDDINGS] = {"embeddings": embeddings}
+            file[self.CACHED_EMBEDDINGS] = {"made_by": made_by, "embeddings": embeddings}
         return embeddings
 
-    CACHED_EMBEDDINGS = "training_cache/embeddings"
+    CACHED_EMBEDDINGS = "diaropt/shared_trunk_embeddings"
+
+    def _made_by(self, exclude_overlap) -> tuple:
+        return (id(self), id(self.__dict__.get("_replacements", {}).get("integrated")), self.skip_inactive,
+                bool(exclude_overlap))
+
+    def adopt_embeddings(self, file) -> None:
+        """Take the embeddings that another pipeline built the same way (same models and
+        settings; ``measure.tuning`` computes files in worker threads, one pipeline each) cached
+        in ``file`` as this pipeline's own. Whether the other pipeline was built the same way is
+        the caller's responsibility."""
+        cached = file[self.CACHED_EMBEDDINGS]
+        cached["made_by"] = self._made_by(cached["made_by"][-1])
 
     def _shared_trunk_embeddings(self, file, binary_segmentations, exclude_overlap, hook):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)

@@ -450,7 +450,7 @@ def distillation_set(windows: int, seg_ref, emb_ref=None, profile: str = "full")
 
     recs = [r for r in evaluation_set("tune", profile) if r.source == "simulated"]
     room = sum(max(r.duration - WINDOW_SECONDS, 0.0) for r in recs)  # where windows can start
-    step = max(TRAIN_STEP, room / windows)  # spread over every meeting, never fewer than asked for
+    step = max(TRAIN_STEP, room / windows)  # spread over every meeting (fewer windows if they are too short)
     taken = real_windows(recs, step=step, limit=windows)
     out = {"recordings": recs, "windows": taken}
     with torch.inference_mode():
