@@ -102,3 +102,41 @@ def test_networks_in_threads_give_what_one_pipeline_gives(provisioned, embedding
     for name in settings:
         assert [f["der_strict"] for f in two[name]["files"]] == pytest.approx([f["der_strict"] for f in one[name]["files"]])
         assert [f["speakers_hyp"] for f in two[name]["files"]] == [f["speakers_hyp"] for f in one[name]["files"]]
+
+
+def test_choose_step_takes_the_coarsest_step_within_the_tolerance(monkeypatch):
+    """The dev-split rule: the coarsest step whose strict DER is within 0.5 points of the finest."""
+    import diaropt.measure.benchmark as benchmark
+    import diaropt.pipelines.optimized as optimized
+
+    der = {0.1: 0.250, 0.2: 0.262, 0.25: 0.253, 0.5: 0.300}  # 0.2 is 1.2 points worse, 0.25 only 0.3
+    monkeypatch.setattr(optimized, "optimized_variant", lambda embedding, segmentation_step: segmentation_step)
+
+    def fake_run(step, **kwargs):
+        return {"totals": {"rtfx": 10 * step, "der_strict": der[step], "der_fluidaudio": der[step] / 2,
+                           "speakers_hyp_mean": 2.0, "speakers_ref_mean": 2.0}}
+
+    monkeypatch.setattr(benchmark, "run_benchmark", fake_run)
+    rows, chosen = tuning.choose_step([], [0.5, 0.25, 0.1, 0.2], profile="smoke")
+    assert chosen == 0.25
+    assert [r["step (s)"] for r in rows] == [1.0, 2.0, 2.5, 5.0]
+    assert [r["within tolerance"] for r in rows] == [True, False, True, False]
+    assert rows[3]["Δ strict vs finest (pts)"] == pytest.approx(5.0)
+    rows, chosen = tuning.choose_step([], [0.1, 0.2, 0.25, 0.5], profile="smoke", tolerance=10.0)
+    assert chosen == 0.5
+    with pytest.raises(ValueError):
+        tuning.choose_step([], [], profile="smoke")
+
+
+def test_stock_pyannote_at_a_coarser_step_is_reproduced_by_the_harness(provisioned):
+    """ablation.stock_at_step: pyannote's own pipeline at 2.5 s and the exact harness at 2.5 s give
+    the same diarization (reference_with_harness raises otherwise), and the step is really used."""
+    from diaropt.measure import ablation
+
+    rec = data.pyannote_sample()
+    stock = ablation.stock_at_step([rec], timed_files=1, profile="smoke", embedding="campplus", segmentation_step=0.25)
+    assert stock["variant"] == "reference, step 2.5 s" and stock["totals"]["harness"] == "shared-trunk-skip, step 2.5 s"
+    assert stock["totals"]["harness_identical_files"] == 1
+    fine, _ = pipeline.run_pyannote(build_shared_trunk_pipeline("campplus", skip_inactive=True), rec)
+    coarse, _ = pipeline.run_pyannote(build_shared_trunk_pipeline("campplus", skip_inactive=True, segmentation_step=0.25), rec)
+    assert metrics.der(fine, coarse, rec.uem, "strict") > 0  # a different step gives another output

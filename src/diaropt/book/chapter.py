@@ -26,10 +26,12 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict]] = {
     # chapter 90: the ablation variants (keys of diaropt.measure.ablation.ABLATION) run besides reference/optimized
     # speed_files: indices of the test files timed interleaved (reference, optimized) speed_repeats times
     # (the first step, the exact harness, is chapter 00's run: diaropt.measure.ablation.HARNESS_STEP)
+    # dev_steps: optimized's segmentation steps (fractions of the 10 s window) compared on the dev split
     "optimized": {"full": {"ablation": ["block trunk, step 1 s (torch)",
                                         "block trunk, step 2.5 s (torch)", "optimized, step 5 s"],
-                           "speed_files": [0, 2], "speed_repeats": 3},
-                  "smoke": {"ablation": ["block trunk, step 2.5 s (torch)"], "speed_files": [0], "speed_repeats": 3}},
+                           "speed_files": [0, 2], "speed_repeats": 3, "dev_steps": [0.1, 0.2, 0.25, 0.5]},
+                  "smoke": {"ablation": ["block trunk, step 2.5 s (torch)"], "speed_files": [0], "speed_repeats": 3,
+                            "dev_steps": [0.25, 0.5]}},
     # chapter 91: meeting lengths in minutes per variant (one diarize process each), the length the
     # measured points are extrapolated to, and the warm start-up repeats (after one cold start)
     "long_recordings": {"full": {"lengths": {"optimized": [1, 10, 30], "reference": [1]}, "extrapolate": 240,
@@ -85,6 +87,21 @@ class Chapter:
         from ..core.data import benchmark_set
 
         return benchmark_set("test", self.profile)
+
+    @cached_property
+    def realistic_test(self) -> list:
+        """The realistic test split (``core.meetings``: real AMI test excerpts, pyannote's sample and
+        simulated adult meetings), rendered once per build; chapter 00 scores the reference on it."""
+        from ..core.meetings import evaluation_set
+
+        return evaluation_set("test", self.profile)
+
+    @cached_property
+    def realistic_dev(self) -> list:
+        """The realistic dev split: where design choices (steps, batch sizes, variants) are made."""
+        from ..core.meetings import evaluation_set
+
+        return evaluation_set("dev", self.profile)
 
     @cached_property
     def tune_set(self) -> list:

@@ -20,14 +20,15 @@ from collections.abc import Callable
 import torch
 
 from ..core.constants import WINDOW_SAMPLES, WINDOW_SECONDS
-from ..pipelines.optimized import block_trunk_variant, optimized_variant
-from .benchmark import partly_timed, run_benchmark, subset_result
+from ..pipelines.optimized import OPTIMIZED, block_trunk_variant, optimized_variant
+from .benchmark import partly_timed, reference_with_harness, run_benchmark, subset_result
 from .cost import count_flops, n_windows
 from .environment import matmul_peak_gflops
 
 # The first step is the exact harness that scores the reference in chapter 00 (shared trunk,
 # inactive speakers skipped): its run there, saved as ``reference-harness-<profile>``, is reused.
 HARNESS_STEP = "shared trunk, inactive skipped (exact, step 1 s)"
+STOCK_STEP = "stock pyannote, step 2.5 s"  # the reference's own pipeline at optimized's step (``stock_at_step``)
 # label -> factory(embedding name) -> a registered variant name or a ``Variant``
 ABLATION: dict[str, Callable] = {
     HARNESS_STEP: lambda embedding: "shared-trunk-skip",
@@ -43,6 +44,8 @@ STEPS_TAKEN = [
     ("coarser segmentation step (2.5 s)", "block trunk, step 2.5 s (torch)", "block trunk, step 1 s (torch)"),
     ("ONNX Runtime fp32 for both networks", "optimized", "block trunk, step 2.5 s (torch)"),
 ]
+# the step alone, on stock pyannote: shown beside the path (not a step of it)
+STEP_ALONE = ("the 2.5 s step alone, on stock pyannote", STOCK_STEP, "reference")
 
 
 def point(result: dict, timed_uris: list[str] | None = None) -> dict:
@@ -65,6 +68,26 @@ def run_ablation(labels: list[str], recordings: list, *, profile: str, embedding
         points[label] = point(run_benchmark(variant, recordings=recordings, profile=profile, embedding=embedding,
                                             progress=False), timed_uris)
     return points
+
+
+def stock_at_step(recordings: list, *, timed_files: int, profile: str, embedding: str,
+                  segmentation_step: float = OPTIMIZED["segmentation_step"]) -> dict:
+    """Stock pyannote at ``optimized``'s segmentation step, measured as chapter 00 measures the
+    reference (``benchmark.reference_with_harness``): pyannote's own pipeline timed on the first
+    ``timed_files`` recordings, the exact harness at the same step scoring all of them (their
+    outputs checked identical on the timed files). It separates what the step alone buys from
+    what the pipeline changes buy."""
+    from ..pipelines.reference import build_reference_pipeline, pipeline_variant
+    from ..pipelines.trunks import build_shared_trunk_pipeline
+
+    at = f"step {10 * segmentation_step:g} s"
+    reference = pipeline_variant(f"reference, {at}", build_reference_pipeline(embedding, segmentation_step=segmentation_step),
+                                 f"pyannote's SpeakerDiarization as configured, segmentation {at}")
+    harness = pipeline_variant(f"shared-trunk-skip, {at}", build_shared_trunk_pipeline(
+        embedding, skip_inactive=True, segmentation_step=segmentation_step), f"the exact harness, segmentation {at}")
+    stock, _ = reference_with_harness(recordings, timed_files=timed_files, profile=profile, embedding=embedding,
+                                      harness=harness, reference=reference)
+    return stock
 
 
 def _timed_rtfx(t: dict) -> float:
@@ -95,7 +118,7 @@ def priority_table(points: dict, batching=None, quantization=None):
     import pandas as pd
 
     prio = []
-    for lever, after, before in STEPS_TAKEN:
+    for lever, after, before in [*STEPS_TAKEN, STEP_ALONE]:
         if after in points and before in points:
             a, b = points[after], points[before]
             prio.append({"lever": lever, "speed-up over the previous step": speedup(a, b),

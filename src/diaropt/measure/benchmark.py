@@ -165,6 +165,12 @@ def interleaved_speed(variants: list, recordings: list, *, repeats: int = 3, pro
 def compare_rows(a: dict, b: dict) -> list[dict]:
     """Side-by-side rows: value in A, value in B, and B/A (speed) or B-A (DER, points; the two DER
     rows carry the paired-bootstrap 95 % CI over files of ``measure.stats.der_change``)."""
+    return der_rows(a, b) + speed_rows(a, b)
+
+
+def der_rows(a: dict, b: dict) -> list[dict]:
+    """``compare_rows``' accuracy rows: DER in both conventions (B-A with its paired CI) and the
+    strict error's three parts. Needs per-file score rows only, no timings."""
     ta, tb = a["totals"], b["totals"]
     rows = []
     for convention, label in [("strict", "DER strict (%)"), ("fluidaudio", "DER FluidAudio-style (%)")]:
@@ -178,6 +184,13 @@ def compare_rows(a: dict, b: dict) -> list[dict]:
                        ("confusion_strict", "confusion, strict (%)")]:
         rows.append({"metric": label, "A": 100 * ta[key], "B": 100 * tb[key],
                      "B vs A": f"{100 * (tb[key] - ta[key]):+.2f} pts"})
+    return rows
+
+
+def speed_rows(a: dict, b: dict) -> list[dict]:
+    """``compare_rows``' speed rows: RTFx (B/A), each stage's seconds per audio minute, peak RSS."""
+    ta, tb = a["totals"], b["totals"]
+    rows = []
     rows.append({"metric": "RTFx (x real time)", "A": ta["rtfx"], "B": tb["rtfx"],
                  "B vs A": f"{tb['rtfx'] / ta['rtfx']:.2f}x"})
     # per minute of the audio each run timed (a reference scored through its harness timed fewer files)

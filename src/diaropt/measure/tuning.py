@@ -15,6 +15,10 @@ values, the true number of speakers) on the test split at the cost of one run.
 
 The streaming threshold is grid-searched by replaying recorded window analyses
 (``techniques.streaming.sweep``): the networks run once per file.
+
+``optimized``'s segmentation step is a design choice, so it is made on the *dev* split
+(``choose_step``): the coarsest step whose strict DER stays within the book's 0.5-point target
+of the finest step's.
 """
 from __future__ import annotations
 
@@ -141,6 +145,35 @@ def clustering_runs(recordings: list, settings: dict[str, dict], *, embedding: s
         out[name] = score(recordings, hyps) | {"clustering": clustering,
                                                 "oracle_count": bool(setting.get("oracle_count"))}
     return out
+
+
+STEP_TOLERANCE = 0.5  # points of strict DER: the book's target for the composed pipeline
+
+
+def choose_step(recordings: list, steps: list[float], *, profile: str, embedding: str = "campplus",
+                tolerance: float = STEP_TOLERANCE) -> tuple[list[dict], float]:
+    """``optimized`` at each segmentation step (fractions of the 10 s window) on ``recordings``
+    (the dev split): one row per step (seconds, RTFx of its single run, DER in both conventions,
+    speakers found), and the chosen step: the coarsest whose strict DER is at most ``tolerance``
+    points above that of the finest step."""
+    from ..pipelines.optimized import optimized_variant
+    from .benchmark import run_benchmark
+
+    if not steps:
+        raise ValueError("no steps to choose from")
+    rows = []
+    for step in sorted(steps):
+        t = run_benchmark(optimized_variant(embedding, segmentation_step=step), recordings=recordings,
+                          profile=profile, progress=False, warmup=False)["totals"]
+        rows.append({"step (s)": 10 * step, "fraction": step, "RTFx": t["rtfx"], "DER strict (%)": 100 * t["der_strict"],
+                     "DER FluidAudio-style (%)": 100 * t["der_fluidaudio"], "speakers found (mean)": t["speakers_hyp_mean"],
+                     "speakers (reference, mean)": t["speakers_ref_mean"]})
+    finest = rows[0]["DER strict (%)"]
+    for r in rows:
+        r["Δ strict vs finest (pts)"] = r["DER strict (%)"] - finest
+        r["within tolerance"] = r["Δ strict vs finest (pts)"] <= tolerance
+    chosen = max(r["fraction"] for r in rows if r["within tolerance"])
+    return rows, chosen
 
 
 def write_tuned(embedding: str, tuned: dict, config: Path = CONFIG) -> None:
