@@ -117,7 +117,7 @@ def test_choose_step_takes_the_coarsest_step_within_the_tolerance(monkeypatch):
                            "speakers_hyp_mean": 2.0, "speakers_ref_mean": 2.0}}
 
     monkeypatch.setattr(benchmark, "run_benchmark", fake_run)
-    rows, chosen = tuning.choose_step([], [0.5, 0.25, 0.1, 0.2], profile="smoke")
+    rows, chosen = tuning.choose_step([], [0.5, 0.25, 0.1, 0.2], profile="smoke", tolerance=0.5)
     assert chosen == 0.25
     assert [r["step (s)"] for r in rows] == [1.0, 2.0, 2.5, 5.0]
     assert [r["within tolerance"] for r in rows] == [True, False, True, False]
@@ -125,7 +125,7 @@ def test_choose_step_takes_the_coarsest_step_within_the_tolerance(monkeypatch):
     rows, chosen = tuning.choose_step([], [0.1, 0.2, 0.25, 0.5], profile="smoke", tolerance=10.0)
     assert chosen == 0.5
     with pytest.raises(ValueError):
-        tuning.choose_step([], [], profile="smoke")
+        tuning.choose_step([], [], profile="smoke", tolerance=0.5)
 
 
 def test_stock_pyannote_at_a_coarser_step_is_reproduced_by_the_harness(provisioned):
