@@ -244,3 +244,12 @@ def test_by_source_gives_corpus_level_der_and_speaker_count_accuracy_per_source(
     assert set(out) == {"ami", "telephone", "clean", "all"}
     assert out["telephone"]["DER strict (%)"] == pytest.approx(10.0) and out["telephone"]["too many"] == 1
     assert out["clean"]["speaker count exact (%)"] == 100 and out["all"]["files"] == 4
+
+
+def test_interleaved_calls_alternate_the_variants_round_by_round():
+    from diaropt.measure.timing import interleaved_calls
+
+    order = []
+    samples = interleaved_calls([lambda: order.append("a"), lambda: order.append("b")], rounds=3, warmup=1)
+    assert order == ["a", "b"] * 4  # one warm-up round, then three recorded ones
+    assert [len(s) for s in samples] == [3, 3] and all(t >= 0 for s in samples for t in s)

@@ -5,20 +5,19 @@ import pytest
 from diaropt.core import data, metrics
 from diaropt.measure import tuning
 from diaropt.pipelines import reference as pipeline
-from diaropt.pipelines.trunks import SharedTrunkDiarization, build_shared_trunk_pipeline
+from diaropt.pipelines.trunks import BlockTrunkDiarization, SharedTrunkDiarization, build_shared_trunk_pipeline
 
 
 @pytest.fixture
 def embedding_calls(monkeypatch):
-    """The uri of every file the shared trunk's embedding network runs on, in call order."""
+    """The uri of every file the shared or block trunk's embedding network runs on, in call order."""
     calls = []
-    original = SharedTrunkDiarization._shared_trunk_embeddings
+    for cls in (SharedTrunkDiarization, BlockTrunkDiarization):
+        def counted(self, file, *args, original=cls._embeddings):
+            calls.append(file["uri"])
+            return original(self, file, *args)
 
-    def counted(self, file, *args):
-        calls.append(file["uri"])
-        return original(self, file, *args)
-
-    monkeypatch.setattr(SharedTrunkDiarization, "_shared_trunk_embeddings", counted)
+        monkeypatch.setattr(cls, "_embeddings", counted)
     return calls
 
 
@@ -140,3 +139,47 @@ def test_stock_pyannote_at_a_coarser_step_is_reproduced_by_the_harness(provision
     fine, _ = pipeline.run_pyannote(build_shared_trunk_pipeline("campplus", skip_inactive=True), rec)
     coarse, _ = pipeline.run_pyannote(build_shared_trunk_pipeline("campplus", skip_inactive=True, segmentation_step=0.25), rec)
     assert metrics.der(fine, coarse, rec.uem, "strict") > 0  # a different step gives another output
+
+
+def test_optimized_moves_the_minimum_cluster_size_to_its_step(tmp_path):
+    """The minimum cluster size counts embeddings, one per window and speaker: moved to a coarser
+    step it must stand for the same seconds of speech; a configured optimized block wins."""
+    import shutil
+
+    from diaropt.core.config import CONFIG, optimized_params, reference_params, rescaled
+
+    assert rescaled({"min_cluster_size": 12, "threshold": 0.7}, 0.1, 0.25) == {"min_cluster_size": 5, "threshold": 0.7}
+    assert rescaled({"min_cluster_size": 2}, 0.1, 0.5)["min_cluster_size"] == 1  # never below one
+    cfg = tmp_path / "reference.yaml"
+    shutil.copy(CONFIG, cfg)
+    ref = reference_params("campplus", cfg)["clustering"]
+    got = optimized_params("campplus", 0.25, cfg)["clustering"]
+    assert got["min_cluster_size"] == round(ref["min_cluster_size"] * 0.1 / 0.25)
+    assert got["threshold"] == ref["threshold"] and got["method"] == ref["method"]
+    tuned = {"threshold": 0.5, "min_cluster_size": 6, "loss": 0.2, "start": {}, "n_iterations": 1, "files": ["a"],
+             "minutes": 1.0, "profile": "smoke", "seed": 0, "split": "tune", "pipeline": "optimized"}
+    tuning.write_tuned("campplus", tuned, cfg)
+    assert reference_params("campplus", cfg)["clustering"] == ref  # the reference's values are untouched
+    assert optimized_params("campplus", 0.25, cfg)["clustering"]["min_cluster_size"] == 6
+    coarser = optimized_params("campplus", 0.5, cfg)["clustering"]
+    assert (coarser["min_cluster_size"], coarser["threshold"]) == (3, 0.5)  # the same seconds at another step
+
+
+def test_optimized_clustering_candidates_are_really_applied(provisioned, embedding_calls):
+    """choose_clustering runs optimized's networks once, re-clusters with each candidate, and the
+    pipeline the CLI builds carries the rescaled size (pyannote could silently keep another)."""
+    from diaropt.core.config import optimized_params
+    from diaropt.pipelines.optimized import OPTIMIZED, build_optimized_pipeline
+
+    rec = data.pyannote_sample()  # two speakers
+    candidates = tuning.clustering_candidates("campplus")
+    assert set(candidates) == {"the reference's values as they are", "minimum size rescaled to the same seconds"}
+    candidates["one cluster"] = {"threshold": 2.0, "min_cluster_size": 1}
+    rows, chosen = tuning.choose_clustering([rec], candidates, embedding="campplus")
+    assert embedding_calls == [rec.uri]
+    der = {r["candidate"]: r["DER strict (%)"] for r in rows}
+    assert der["one cluster"] > der["minimum size rescaled to the same seconds"] + 20 and chosen != "one cluster"
+    assert [r["min cluster size"] for r in rows][-1] == 1
+    pipe = build_optimized_pipeline("campplus", runtime="torch")
+    expected = optimized_params("campplus", OPTIMIZED["segmentation_step"])["clustering"]["min_cluster_size"]
+    assert pipe.clustering.min_cluster_size == expected < 12

@@ -104,7 +104,8 @@ def _tune(args):
     else:
         from .measure.tuning import tune_clustering, write_tuned
 
-        res = tune_clustering(args.embedding, n_iterations=args.iterations, profile=args.profile)
+        res = tune_clustering(args.embedding, n_iterations=args.iterations, profile=args.profile,
+                              pipeline=args.pipeline)
         write_tuned(args.embedding, res)
     print(json.dumps(res, indent=2))
 
@@ -238,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iterations", type=int, default=80)
     s.add_argument("--profile", default="full", choices=["full", "smoke"])
     s.add_argument("--online", action="store_true", help="tune the streaming diarizer's new-speaker threshold")
+    s.add_argument("--pipeline", default="reference", choices=["reference", "optimized"],
+                   help="whose clustering to tune (optimized: written to the config's optimized block, which "
+                        "then replaces the reference's values rescaled to its step)")
     s.set_defaults(func=_tune)
 
     s = sub.add_parser("diarize", help="diarize audio files (or the audio files of directories) and write RTTM")

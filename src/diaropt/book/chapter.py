@@ -4,7 +4,7 @@ Every chapter notebook starts with ``ch = setup("<slug>", profile)``. The settin
 between the ``full`` profile (the published numbers) and the ``smoke`` profile (a small subset
 for quick checks) live with the chapter's code, as ``SETTINGS = {"full": {...}, "smoke":
 {...}}`` in ``diaropt.techniques.<slug>`` (or in ``CHAPTER_SETTINGS`` below for the chapters
-that are not techniques); a notebook reads them as ``ch.repeats``, ``ch.der_files`` and so on.
+that are not techniques); a notebook reads them as ``ch.repeats``, ``ch.der_seg`` and so on.
 """
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict]] = {
     # speed_files: indices of the test files timed interleaved (reference, optimized) speed_repeats times
     # (the first step, the exact harness, is chapter 00's run: diaropt.measure.ablation.HARNESS_STEP)
     # dev_steps: optimized's segmentation steps (fractions of the 10 s window) compared on the dev split
+    # clustering_iterations: trials of the joint re-tune of optimized's clustering on the tune split
     "optimized": {"full": {"ablation": ["block trunk, step 1 s (torch)",
                                         "block trunk, step 2.5 s (torch)", "optimized, step 5 s"],
-                           "speed_files": [0, 2], "speed_repeats": 3, "dev_steps": [0.1, 0.2, 0.25, 0.5]},
+                           "speed_files": [0, 2], "speed_repeats": 3, "dev_steps": [0.1, 0.2, 0.25, 0.5],
+                           "clustering_iterations": 80},
                   "smoke": {"ablation": ["block trunk, step 2.5 s (torch)"], "speed_files": [0], "speed_repeats": 3,
-                            "dev_steps": [0.25, 0.5]}},
+                            "dev_steps": [0.25, 0.5], "clustering_iterations": 5}},
     # chapter 91: meeting lengths in minutes per variant (one diarize process each), the length the
     # measured points are extrapolated to, and the warm start-up repeats (after one cold start)
     "long_recordings": {"full": {"lengths": {"optimized": [1, 10, 30], "reference": [1]}, "extrapolate": 240,

@@ -20,6 +20,7 @@ from .errors import DiaroptError
 log = logging.getLogger(__name__)
 
 CONFIG = REPO_ROOT / "configs" / "reference.yaml"
+REFERENCE_STEP = 0.1  # pyannote 3.1's segmentation step, as a fraction of the 10 s window
 
 
 class ConfigError(DiaroptError):
@@ -38,6 +39,28 @@ def reference_params(embedding: str, config: Path = CONFIG) -> dict:
     """Frozen pipeline parameters for an embedding model (``campplus`` or ``resnet34``)."""
     block = config_block(embedding, config)
     return {"segmentation": dict(block["segmentation"]), "clustering": dict(block["clustering"])}
+
+
+def optimized_params(embedding: str, segmentation_step: float, config: Path = CONFIG) -> dict:
+    """``reference_params`` with the clustering values tuned for the ``optimized`` pipeline, when the
+    block has them (``optimized.clustering``, tuned at ``optimized.step``; see ``measure.tuning``).
+
+    ``min_cluster_size`` counts embeddings, one per (window, speaker), and windows start every
+    ``segmentation_step``: the same count stands for more speech at a coarser step. At another step
+    than the tuned one, the count is rescaled so that it stands for the same seconds of speech."""
+    params = reference_params(embedding, config)
+    # untuned: the reference's values, tuned at its 1 s step (0.1 of the window), rescaled
+    tuned = config_block(embedding, config).get("optimized") or {"clustering": {}, "step": REFERENCE_STEP}
+    params["clustering"] = rescaled(params["clustering"] | tuned["clustering"], tuned["step"], segmentation_step)
+    return params
+
+
+def rescaled(clustering: dict, from_step: float, to_step: float) -> dict:
+    """Clustering values with ``min_cluster_size`` (a count of embeddings, one per window and
+    speaker) moved from one segmentation step to another so that it stands for the same seconds
+    of speech (at least 1)."""
+    size = clustering["min_cluster_size"] * from_step / to_step
+    return clustering | {"min_cluster_size": max(1, int(round(size)))}
 
 
 def online_params(embedding: str, config: Path | None = None) -> dict:

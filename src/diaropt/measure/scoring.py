@@ -46,3 +46,14 @@ def score_variant(variant, recordings: list[Recording], *, name: str | None = No
     if not isinstance(variant, (str, Variant)):
         variant = pipeline_variant(name or "pipeline", variant)
     return run_benchmark(variant, recordings=recordings, profile=profile, progress=progress, **variant_kwargs)["totals"]
+
+
+def score_on_files(pipe, recordings: list[Recording], files: list[dict], oracle_count: bool = False) -> dict:
+    """Run a built pyannote pipeline on ``files`` (the recordings' pyannote file dicts, which may
+    hold what a pipeline in training mode cached there: ``measure.tuning``) and ``score`` it;
+    ``oracle_count`` gives each call the file's true number of speakers (``num_speakers``)."""
+    hyps = []
+    for rec, f in zip(recordings, files, strict=True):
+        res = pipe(f, **({"num_speakers": len(rec.reference.labels())} if oracle_count else {}))
+        hyps.append(res.speaker_diarization if hasattr(res, "speaker_diarization") else res)
+    return score(recordings, hyps)

@@ -43,3 +43,20 @@ def time_call(fn, *, warmup: int = 1, repeats: int = 5) -> Timing:
         fn()
         samples.append(time.perf_counter() - t0)
     return summarize(samples)
+
+
+def interleaved_calls(fns: list, rounds: int = 3, warmup: int = 1) -> list[list[float]]:
+    """Wall-clock seconds of each of ``fns``, called in turn (A B C, A B C, ...) for ``rounds``
+    rounds after ``warmup`` unrecorded calls each, so that a load spike hits every variant:
+    one list of samples per function, round i of each next to round i of the others (ratios
+    per round: ``measure.stats.speed_ratio``)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    samples = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out in zip(fns, samples):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return samples

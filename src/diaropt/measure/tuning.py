@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..core.config import CONFIG, reference_params, write_config
+from ..core.config import CONFIG, REFERENCE_STEP, optimized_params, reference_params, rescaled, write_config
 from ..core.models import choose_embedding, load_segmentation
 
 TUNED_CLUSTERING = ("threshold", "min_cluster_size")  # tuned jointly; the linkage method stays 3.1's
@@ -46,23 +46,46 @@ def harness_pipeline(embedding: str = "campplus", params: dict | None = None):
     return pipe
 
 
+def optimized_harness(embedding: str = "campplus", params: dict | None = None):
+    """The ``optimized`` pipeline in pyannote's training mode (networks once per file dict, as
+    ``harness_pipeline``)."""
+    from ..pipelines.optimized import build_optimized_pipeline
+
+    pipe = build_optimized_pipeline(embedding, params=params)
+    pipe.training = True
+    return pipe
+
+
+def _frozen(pipeline: str, embedding: str, config: Path = CONFIG) -> dict:
+    from ..pipelines.optimized import OPTIMIZED
+
+    if pipeline == "reference":
+        return reference_params(embedding, config)
+    if pipeline == "optimized":
+        return optimized_params(embedding, OPTIMIZED["segmentation_step"], config)
+    raise ValueError(f"pipeline must be 'reference' or 'optimized', got {pipeline!r}")
+
+
+HARNESSES = {"reference": harness_pipeline, "optimized": optimized_harness}
+
+
 def tune_clustering(embedding: str = "campplus", n_iterations: int = 80, profile: str = "full",
-                    seed: int = 0, config: Path = CONFIG, recordings=None) -> dict:
+                    seed: int = 0, config: Path = CONFIG, recordings=None, pipeline: str = "reference") -> dict:
     """Tune the clustering threshold and minimum cluster size jointly on the tune split.
 
     pyannote.pipeline's ``Optimizer`` (optuna TPE, seeded, warm-started from the frozen values)
-    minimises the corpus-level strict DER (collar 0, overlap scored) of the exact harness over the
-    realistic tune split (``core.meetings.evaluation_set("tune")``); the segmentation values and
-    the linkage method stay frozen. The ranges are pyannote's own (threshold 0-2, minimum cluster
-    size 1-20)."""
+    minimises the corpus-level strict DER (collar 0, overlap scored) of ``pipeline`` (the exact
+    harness of the reference, or ``optimized``) over the realistic tune split
+    (``core.meetings.evaluation_set("tune")``); the segmentation values and the linkage method stay
+    frozen. The ranges are pyannote's own (threshold 0-2, minimum cluster size 1-20)."""
     from pyannote.metrics.diarization import DiarizationErrorRate
     from pyannote.pipeline import Optimizer
 
     from ..core.meetings import evaluation_set
     from ..core.metrics import CONVENTIONS
 
-    start = reference_params(embedding, config)
-    pipe = harness_pipeline(embedding, params=start)
+    start = _frozen(pipeline, embedding, config)
+    pipe = HARNESSES[pipeline](embedding, params=start)
     pipe.legacy = True  # the optimizer scores Annotations
     # pyannote's get_metric() maps speakers greedily; the book's strict DER maps them optimally
     pipe.get_metric = lambda: DiarizationErrorRate(**CONVENTIONS["strict"])
@@ -72,12 +95,15 @@ def tune_clustering(embedding: str = "campplus", n_iterations: int = 80, profile
     files = [r.as_pyannote_file() for r in recs]
     optimizer = Optimizer(pipe, sampler="TPESampler", seed=seed)
     warm = {"clustering": {k: start["clustering"][k] for k in TUNED_CLUSTERING}}
-    result = optimizer.tune(files, n_iterations=n_iterations, warm_start=warm)
+    if pipeline == "optimized":  # also try the reference's values as they are (the count unscaled)
+        as_is = reference_params(embedding, config)["clustering"]
+        optimizer.study_.enqueue_trial(pipe._flatten({"clustering": {k: as_is[k] for k in TUNED_CLUSTERING}}))
+    result = optimizer.tune(files, n_iterations=n_iterations, warm_start=warm, show_progress=False)
     best = result["params"]["clustering"]
     return {"threshold": float(best["threshold"]), "min_cluster_size": int(best["min_cluster_size"]),
             "loss": float(result["loss"]), "start": warm["clustering"], "n_iterations": n_iterations,
             "files": [f["uri"] for f in files], "minutes": sum(r.duration for r in recs) / 60,
-            "profile": profile, "seed": seed, "split": "tune (core.meetings)"}
+            "profile": profile, "seed": seed, "split": "tune (core.meetings)", "pipeline": pipeline}
 
 
 def networks_in_threads(files: list[dict], embedding: str, params: dict, workers: int = 2,
@@ -114,8 +140,9 @@ def networks_in_threads(files: list[dict], embedding: str, params: dict, workers
 
 
 def clustering_runs(recordings: list, settings: dict[str, dict], *, embedding: str = "campplus",
-                    progress: bool = True, workers: int = 1) -> dict[str, dict]:
-    """Several clustering settings of the reference scored on the same segmentations and embeddings.
+                    progress: bool = True, workers: int = 1, pipeline: str = "reference") -> dict[str, dict]:
+    """Several clustering settings of ``pipeline`` (the reference through its exact harness, or
+    ``optimized``) scored on the same segmentations and embeddings.
 
     ``settings``: ``{name: {"clustering": {overrides of the frozen clustering values}, "oracle_count":
     bool}}``; ``oracle_count`` gives pyannote's call each file's true number of speakers
@@ -125,11 +152,13 @@ def clustering_runs(recordings: list, settings: dict[str, dict], *, embedding: s
     Returns ``{name: {"files": per-file score rows, "totals": ..., "clustering": the values used}}``."""
     from tqdm.auto import tqdm
 
-    from .scoring import score
+    from .scoring import score_on_files
 
-    frozen = reference_params(embedding)
-    pipe = harness_pipeline(embedding, params=frozen)
+    frozen = _frozen(pipeline, embedding)
+    pipe = HARNESSES[pipeline](embedding, params=frozen)
     files = [r.as_pyannote_file() for r in recordings]
+    if workers > 1 and pipeline != "reference":
+        raise ValueError("worker threads: the reference's harness only (optimized's runtime uses both cores)")
     if workers > 1:
         networks_in_threads(files, embedding, frozen, workers, progress)
         for f in files:
@@ -138,13 +167,8 @@ def clustering_runs(recordings: list, settings: dict[str, dict], *, embedding: s
     for name, setting in tqdm(settings.items(), desc="clustering settings", disable=not progress):
         clustering = frozen["clustering"] | setting.get("clustering", {})
         pipe.instantiate({"segmentation": frozen["segmentation"], "clustering": clustering})
-        hyps = []
-        for rec, f in zip(recordings, files):
-            counts = {"num_speakers": len(rec.reference.labels())} if setting.get("oracle_count") else {}
-            res = pipe(f, **counts)
-            hyps.append(res.speaker_diarization if hasattr(res, "speaker_diarization") else res)
-        out[name] = score(recordings, hyps) | {"clustering": clustering,
-                                                "oracle_count": bool(setting.get("oracle_count"))}
+        oracle = bool(setting.get("oracle_count"))
+        out[name] = score_on_files(pipe, recordings, files, oracle) | {"clustering": clustering, "oracle_count": oracle}
     return out
 
 
@@ -174,17 +198,68 @@ def choose_step(recordings: list, steps: list[float], *, profile: str, tolerance
     return rows, chosen
 
 
+def clustering_candidates(embedding: str, tuned: dict | None = None) -> dict[str, dict]:
+    """The clustering values ``optimized`` could use at its step: the reference's as they are, the
+    same values with the minimum cluster size rescaled to the same seconds of speech (what
+    ``core.config.optimized_params`` gives when no ``optimized`` block is configured), and, when
+    given, values re-tuned on the tune split for ``optimized`` (``tune_clustering(pipeline="optimized")``)."""
+    from ..pipelines.optimized import OPTIMIZED
+
+    out = {"the reference's values as they are": reference_params(embedding)["clustering"],
+           "minimum size rescaled to the same seconds": rescaled(reference_params(embedding)["clustering"],
+                                                                  REFERENCE_STEP, OPTIMIZED["segmentation_step"])}
+    if tuned is not None:
+        out["re-tuned on tune at the step"] = reference_params(embedding)["clustering"] | {
+            k: tuned[k] for k in TUNED_CLUSTERING}
+    return {k: {key: v[key] for key in TUNED_CLUSTERING} for k, v in out.items()}
+
+
+def choose_clustering(recordings: list, candidates: dict[str, dict], *, embedding: str = "campplus",
+                      progress: bool = False) -> tuple[list[dict], str]:
+    """``optimized`` with each candidate clustering (``{name: {threshold, min_cluster_size}}``) on
+    ``recordings`` (the dev split), its networks run once (``clustering_runs``): one row per
+    candidate (DER in both conventions, files whose speaker count is exact, the strict change
+    against the first candidate with its paired bootstrap CI), and the chosen candidate: the
+    lowest strict DER."""
+    from .stats import der_change
+
+    if not candidates:
+        raise ValueError("no clustering candidates to choose from")
+    runs = clustering_runs(recordings, {k: {"clustering": v} for k, v in candidates.items()}, embedding=embedding,
+                           progress=progress, pipeline="optimized")
+    first = next(iter(runs.values()))["files"]
+    rows = []
+    for name, run in runs.items():
+        t, files = run["totals"], run["files"]
+        rows.append({"candidate": name, "threshold": run["clustering"]["threshold"],
+                     "min cluster size": run["clustering"]["min_cluster_size"],
+                     "DER strict (%)": 100 * t["der_strict"], "DER FluidAudio-style (%)": 100 * t["der_fluidaudio"],
+                     "files with the true count": sum(f["speakers_hyp"] == f["speakers_ref"] for f in files),
+                     "strict change vs first (pts, 95 % CI)": str(der_change(first, files))})
+    chosen = min(rows, key=lambda r: r["DER strict (%)"])["candidate"]
+    return rows, chosen
+
+
 def write_tuned(embedding: str, tuned: dict, config: Path = CONFIG) -> None:
-    """Freeze the tuned clustering values into the committed config (other blocks untouched)."""
+    """Freeze the tuned clustering values into the committed config (other blocks untouched): the
+    reference's ``clustering``, or, for ``optimized``, an ``optimized`` block with the step they
+    were tuned at (``core.config.optimized_params`` reads it)."""
+    from ..pipelines.optimized import OPTIMIZED
+
     cfg = yaml.safe_load(Path(config).read_text())
     block = cfg[embedding]
-    for key in TUNED_CLUSTERING:
-        block["clustering"][key] = tuned[key]
-    block["tuned"] = {"strict_der_on_tune_split": round(tuned["loss"], 4), "tuned": list(TUNED_CLUSTERING),
-                      "split": tuned["split"], "minutes": round(tuned["minutes"], 1),
-                      "n_iterations": tuned["n_iterations"], "profile": tuned["profile"], "seed": tuned["seed"],
-                      "files": len(tuned["files"]), "started_from": tuned["start"],
-                      "date": datetime.date.today().isoformat()}
+    provenance = {"strict_der_on_tune_split": round(tuned["loss"], 4), "tuned": list(TUNED_CLUSTERING),
+                  "split": tuned["split"], "minutes": round(tuned["minutes"], 1),
+                  "n_iterations": tuned["n_iterations"], "profile": tuned["profile"], "seed": tuned["seed"],
+                  "files": len(tuned["files"]), "started_from": tuned["start"],
+                  "date": datetime.date.today().isoformat()}
+    if tuned.get("pipeline", "reference") == "optimized":
+        block["optimized"] = {"clustering": {k: tuned[k] for k in TUNED_CLUSTERING},
+                              "step": OPTIMIZED["segmentation_step"], "tuned": provenance}
+    else:
+        for key in TUNED_CLUSTERING:
+            block["clustering"][key] = tuned[key]
+        block["tuned"] = provenance
     write_config(cfg, config)
 
 

@@ -14,12 +14,17 @@ Measured in the chapters, kept here:
   ``linkage_vector`` (``pipelines.clustering``; ``--param linkage=scipy`` restores scipy's, whose
   distance matrix grows with the square of the length).
 
-Everything else — clustering's rules, its frozen threshold, aggregation — is pyannote's, unchanged.
+Everything else — clustering's rules, aggregation — is pyannote's, unchanged. The clustering's
+threshold and minimum cluster size are re-tuned for this pipeline on the tune split, as the
+reference's were (``measure.tuning``, ``configs/reference.yaml``: ``optimized``): at a 2.5 s step a
+speaker yields 2.5 times fewer embeddings, so the reference's minimum cluster size would stand for
+2.5 times more speech.
 Its DER is measured against the reference on the same files, never assumed.
 """
 from __future__ import annotations
 
-from ..core.models import load_segmentation
+from ..core.config import optimized_params
+from ..core.models import choose_embedding, load_segmentation
 from ..portable.onnx import ort_segmentation, ort_trunk
 from .clustering import use_vector_linkage
 from .reference import pipeline_variant
@@ -36,19 +41,22 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
     (``threads``: ONNX Runtime intra-op threads; default: one per physical core).
 
     ``segmentation_model`` (a ``PlainSegmentation``) and ``embedding_model`` (a
-    ``CAMPPlusEmbedding``) replace the real networks, e.g. by pruned copies; clustering keeps
-    the configured parameters."""
+    ``CAMPPlusEmbedding``) replace the real networks, e.g. by pruned copies. ``params`` default to
+    the clustering values tuned for this pipeline (``core.config.optimized_params``: the minimum
+    cluster size in the same seconds of speech at any step)."""
     if runtime not in ("onnxruntime", "torch"):
         raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
     if linkage not in ("vector", "scipy"):
         raise ValueError(f"linkage must be 'vector' or 'scipy', got {linkage!r}")
+    choice = choose_embedding(embedding) if isinstance(embedding, str) else embedding
+    params = params or optimized_params(choice.name, segmentation_step)
     if runtime == "onnxruntime":  # exports go through portable.onnx's cache (no temporary folders)
         seg = segmentation_model if segmentation_model is not None else load_segmentation()
         seg_forward = ort_segmentation(seg, threads=threads)
     else:
         seg_forward = segmentation_model.forward if segmentation_model is not None else None
     # segmentation_forward goes to a copy of the model: other pipelines in the process keep theirs
-    pipe = build_shared_trunk_pipeline(embedding, chunk_batch=1, params=params, segmentation_step=segmentation_step,
+    pipe = build_shared_trunk_pipeline(choice, chunk_batch=1, params=params, segmentation_step=segmentation_step,
                                        segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
                                        segmentation_forward=seg_forward, cls=BlockTrunkDiarization)
     pipe.runtime = "torch"
@@ -74,17 +82,30 @@ def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMI
     pipe = build_optimized_pipeline(embedding, float(segmentation_step), runtime,
                                     threads=int(threads) if threads is not None else None, linkage=linkage)
     desc = (f"block embedding trunk + segmentation step {10 * float(segmentation_step):g} s + batch "
-            f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering as reference, {linkage} linkage "
+            f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering threshold "
+            f"{pipe.clustering.threshold:.3f}, min cluster size {pipe.clustering.min_cluster_size}, {linkage} linkage "
             f"({pipe.embedding_choice.name})")
     return pipeline_variant("optimized", pipe, desc)
 
 
-def block_trunk_variant(name: str, embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"]) -> Variant:
-    """The block trunk in torch (no ONNX Runtime) at a segmentation step: the steps between the
-    shared trunk and ``optimized`` in chapter 90's ablation."""
-    pipe = build_shared_trunk_pipeline(embedding, chunk_batch=1, segmentation_step=segmentation_step,
+def build_block_trunk_pipeline(embedding="auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
+                               segmentation_forward=None):
+    """The block trunk in torch (no ONNX Runtime) at a segmentation step, with ``optimized``'s
+    clustering values at that step; ``segmentation_forward`` replaces the segmentation network's
+    forward (``build_shared_trunk_pipeline``) and ``set_trunk`` the embedding trunk, e.g. by
+    compressed weights (the quantization chapter's DER runs)."""
+    choice = choose_embedding(embedding) if isinstance(embedding, str) else embedding
+    return build_shared_trunk_pipeline(choice, chunk_batch=1, segmentation_step=segmentation_step,
+                                       params=optimized_params(choice.name, segmentation_step),
                                        segmentation_batch_size=OPTIMIZED["segmentation_batch_size"],
-                                       cls=BlockTrunkDiarization)
+                                       segmentation_forward=segmentation_forward, cls=BlockTrunkDiarization)
+
+
+def block_trunk_variant(name: str, embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"]) -> Variant:
+    """The block trunk in torch at a segmentation step: the steps between the shared trunk and
+    ``optimized`` in chapter 90's ablation (with ``optimized``'s clustering values at that step, so
+    that the ablation's last step changes the runtime only)."""
+    pipe = build_block_trunk_pipeline(embedding, segmentation_step)
     desc = (f"block embedding trunk (torch) + segmentation step {10 * float(segmentation_step):g} s + batch "
             f"{OPTIMIZED['segmentation_batch_size']} ({pipe.embedding_choice.name})")
     return pipeline_variant(name, pipe, desc)

@@ -118,7 +118,7 @@ class SharedTrunkDiarization(SpeakerDiarization):
         cached = file.get(self.CACHED_EMBEDDINGS) if self.training else None
         if cached is not None and cached["made_by"] == made_by:
             return cached["embeddings"]
-        embeddings = self._shared_trunk_embeddings(file, binary_segmentations, exclude_overlap, hook)
+        embeddings = self._embeddings(file, binary_segmentations, exclude_overlap, hook)
         if self.training:
             if not self._segmentation.model.specifications.powerset:
                 raise NotImplementedError("embedding cache: only powerset segmentation models (segmentation-3.0)")
@@ -128,8 +128,8 @@ class SharedTrunkDiarization(SpeakerDiarization):
     CACHED_EMBEDDINGS = "diaropt/shared_trunk_embeddings"
 
     def _made_by(self, exclude_overlap) -> tuple:
-        return (id(self), id(self.__dict__.get("_replacements", {}).get("integrated")), self.skip_inactive,
-                bool(exclude_overlap))
+        replacements = tuple(sorted((k, id(v)) for k, v in self.__dict__.get("_replacements", {}).items()))
+        return (id(self), replacements, self.skip_inactive, bool(exclude_overlap))
 
     def adopt_embeddings(self, file) -> None:
         """Take the embeddings that another pipeline built the same way (same models and
@@ -139,7 +139,7 @@ class SharedTrunkDiarization(SpeakerDiarization):
         cached = file[self.CACHED_EMBEDDINGS]
         cached["made_by"] = self._made_by(cached["made_by"][-1])
 
-    def _shared_trunk_embeddings(self, file, binary_segmentations, exclude_overlap, hook):
+    def _embeddings(self, file, binary_segmentations, exclude_overlap, hook):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)
         integrated = self.__dict__.get("_replacements", {}).get("integrated")
         if integrated is None:
@@ -293,7 +293,7 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
         reps = self.__dict__.setdefault("_replacements", {})
         reps["frames"], reps["pool"] = frames_fn, pool_fn
 
-    def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
+    def _embeddings(self, file, binary_segmentations, exclude_overlap, hook):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)
         frames_of, pool = trunk_and_pool(self._embedding.model_)
         reps = self.__dict__.get("_replacements", {})
