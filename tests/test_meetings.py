@@ -88,6 +88,26 @@ def test_telephone_band_removes_what_a_phone_line_cannot_carry():
     assert spectrum[f < 100].mean() < 1e-2 * inside
 
 
+def test_telephone_copy_pairs_with_its_original():
+    import torch
+    from pyannote.core import Annotation, Segment, Timeline
+
+    from diaropt.core.data import Recording
+
+    rng = np.random.default_rng(1)
+    ref = Annotation(uri="call")
+    ref[Segment(0, 2)] = "A"
+    rec = Recording("call", torch.from_numpy(rng.standard_normal((1, 3 * SAMPLE_RATE)).astype(np.float32)), ref,
+                    Timeline([Segment(0, 3)]), "simulated", "test", {"condition": "clean"})
+    copy = meetings.telephone_copy(rec)
+    assert (copy.uri, copy.reference, copy.uem, copy.waveform.shape) == (rec.uri, rec.reference, rec.uem, rec.waveform.shape)
+    assert copy.meta["condition"] == "clean, through a phone line" and rec.meta["condition"] == "clean"
+    assert copy.waveform.dtype == torch.float32 and copy.waveform.abs().max() <= 0.9 + 1e-6
+    spectrum = np.abs(np.fft.rfft(copy.waveform[0].numpy().astype(np.float64))) ** 2
+    f = np.fft.rfftfreq(copy.waveform.shape[-1], 1 / SAMPLE_RATE)
+    assert spectrum[f > 4200].mean() < 1e-3 * spectrum[(f > 500) & (f < 3000)].mean()  # band-limited
+
+
 def test_layout_is_the_rendered_meeting_without_audio():
     plan = dataclasses.replace(meetings.meeting_plans("test", "smoke")[0], condition="reverberant+noisy")
     x, reference, facts = meetings.render(plan)

@@ -144,14 +144,18 @@ def test_stock_pyannote_at_a_coarser_step_is_reproduced_by_the_harness(provision
 def test_optimized_moves_the_minimum_cluster_size_to_its_step(tmp_path):
     """The minimum cluster size counts embeddings, one per window and speaker: moved to a coarser
     step it must stand for the same seconds of speech; a configured optimized block wins."""
-    import shutil
+    import yaml
 
     from diaropt.core.config import CONFIG, optimized_params, reference_params, rescaled
 
     assert rescaled({"min_cluster_size": 12, "threshold": 0.7}, 0.1, 0.25) == {"min_cluster_size": 5, "threshold": 0.7}
     assert rescaled({"min_cluster_size": 2}, 0.1, 0.5)["min_cluster_size"] == 1  # never below one
+    assert rescaled({"min_cluster_size": 5}, 0.1, 0.2)["min_cluster_size"] == 3  # 2.5: half up
+    assert rescaled({"min_cluster_size": 12}, 0.1, 0.05)["min_cluster_size"] == 20  # pyannote's maximum
     cfg = tmp_path / "reference.yaml"
-    shutil.copy(CONFIG, cfg)
+    whole = yaml.safe_load(CONFIG.read_text())
+    whole["campplus"].pop("optimized", None)  # what a config without optimized's own values gives
+    cfg.write_text(yaml.safe_dump(whole))
     ref = reference_params("campplus", cfg)["clustering"]
     got = optimized_params("campplus", 0.25, cfg)["clustering"]
     assert got["min_cluster_size"] == round(ref["min_cluster_size"] * 0.1 / 0.25)
@@ -183,3 +187,25 @@ def test_optimized_clustering_candidates_are_really_applied(provisioned, embeddi
     pipe = build_optimized_pipeline("campplus", runtime="torch")
     expected = optimized_params("campplus", OPTIMIZED["segmentation_step"])["clustering"]["min_cluster_size"]
     assert pipe.clustering.min_cluster_size == expected < 12
+
+
+def test_block_trunk_recomputes_after_its_trunk_is_replaced(provisioned):
+    """The training-mode cache of the block trunk (optimized's re-tuning, the quantization DER
+    runs) must not hand back embeddings made by the trunk it had before ``set_trunk``."""
+    import numpy as np
+    import torch
+
+    from diaropt.pipelines.optimized import build_block_trunk_pipeline
+    from diaropt.pipelines.trunks import trunk_and_pool
+
+    f = data.pyannote_sample().as_pyannote_file()
+    pipe = build_block_trunk_pipeline("campplus")
+    pipe.training = True
+    seg = pipe.get_segmentations(f)
+    first = pipe.get_embeddings(f, seg, exclude_overlap=True)
+    assert pipe.get_embeddings(f, seg, exclude_overlap=True) is first  # cached
+    frames, _ = trunk_and_pool(pipe._embedding.model_)
+    pipe.set_trunk(frames, lambda fr, m: torch.full((fr.shape[0], m.shape[1], 192), 0.5))
+    again = pipe.get_embeddings(f, seg, exclude_overlap=True)
+    done = ~np.isnan(again)
+    assert done.any() and np.all(again[done] == 0.5) and not np.allclose(first[done], 0.5)

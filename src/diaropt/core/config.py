@@ -10,6 +10,7 @@ Tuning code writes the file through ``write_config``.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import yaml
@@ -58,9 +59,9 @@ def optimized_params(embedding: str, segmentation_step: float, config: Path = CO
 def rescaled(clustering: dict, from_step: float, to_step: float) -> dict:
     """Clustering values with ``min_cluster_size`` (a count of embeddings, one per window and
     speaker) moved from one segmentation step to another so that it stands for the same seconds
-    of speech (at least 1)."""
+    of speech: rounded half up, within pyannote's range for it (1 to 20)."""
     size = clustering["min_cluster_size"] * from_step / to_step
-    return clustering | {"min_cluster_size": max(1, int(round(size)))}
+    return clustering | {"min_cluster_size": min(20, max(1, math.floor(size + 0.5)))}
 
 
 def online_params(embedding: str, config: Path | None = None) -> dict:

@@ -301,6 +301,24 @@ def telephone_band(x: np.ndarray) -> np.ndarray:
     return resample_poly(narrow, SAMPLE_RATE, TELEPHONE_RATE)
 
 
+def telephone_copy(rec: Recording) -> Recording:
+    """The same recording as a phone line would deliver it (``telephone_band``), with the same uri,
+    reference and scored region, so that a diarization of the copy pairs file by file with one of
+    the original (``measure.stats.der_change``); ``meta["condition"]`` says what was done. What a
+    user's 8 kHz call becomes once resampled to 16 kHz."""
+    import dataclasses
+
+    x = rec.waveform[0].numpy().astype(np.float64)
+    y = telephone_band(x)[: len(x)]
+    y = np.pad(y, (0, len(x) - len(y)))
+    peak = np.abs(y).max()
+    if peak > 0.9:
+        y *= 0.9 / peak
+    condition = rec.meta.get("condition", rec.source)
+    return dataclasses.replace(rec, waveform=torch.from_numpy(y.astype(np.float32))[None],
+                               meta=rec.meta | {"condition": f"{condition}, through a phone line"})
+
+
 @dataclass
 class Layout:
     """A planned meeting without its audio: its length, reference and facts (the split table

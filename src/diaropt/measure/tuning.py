@@ -18,7 +18,12 @@ The streaming threshold is grid-searched by replaying recorded window analyses
 
 ``optimized``'s segmentation step is a design choice, so it is made on the *dev* split
 (``choose_step``): the coarsest step whose strict DER stays within a tolerance of the finest
-step's (chapter 90 passes the book's DER target, ``book.claims.TARGET``).
+step's (chapter 90 passes the book's DER target, ``book.claims.TARGET``). So are its clustering
+values at that step (``choose_clustering``, lowest strict DER on dev): the minimum cluster size
+counts embeddings, and a coarser step yields fewer per second of speech, so the candidates are
+the reference's values as they are, the size rescaled to the same seconds
+(``core.config.optimized_params``), and both values re-tuned for ``optimized`` on the tune split
+(``tune_clustering(pipeline="optimized")``, ``python -m diaropt tune --pipeline optimized``).
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -92,6 +93,9 @@ def embed_active_chunks(masks: np.ndarray, dimension: int, skip_inactive: bool, 
     return out
 
 
+_VERSIONS = itertools.count()  # what made a pipeline's cached embeddings (``SharedTrunkDiarization``)
+
+
 class SharedTrunkDiarization(SpeakerDiarization):
     """pyannote's pipeline with a shared-trunk ``get_embeddings``."""
 
@@ -105,15 +109,17 @@ class SharedTrunkDiarization(SpeakerDiarization):
         Stored inside a plain dict: pyannote.audio's ``Pipeline.__setattr__`` diverts any
         ``nn.Module`` attribute into its own model registry."""
         self.__dict__.setdefault("_replacements", {})["integrated"] = fn
+        self.__dict__["_version"] = next(_VERSIONS)
 
     def get_embeddings(self, file, binary_segmentations, exclude_overlap=False, hook=None):
         # In training mode (pyannote.pipeline's Optimizer, ``measure.tuning.clustering_runs``) the
         # embeddings of a file are computed once and kept in the file's dict, as pyannote's own
         # ``get_embeddings`` does: later calls on the same dict only re-cluster. They are kept under
-        # a key of this class with what produced them (this pipeline object, its embedding
-        # replacement, skip_inactive, exclude_overlap): a dict passed to another pipeline or
-        # variant computes its own. segmentation-3.0 is a powerset model, so its binarisation, and
-        # hence the masks, do not depend on a threshold.
+        # a key of this class with what produced them (a number drawn when this pipeline was built
+        # and again whenever its embedding computation is replaced, skip_inactive,
+        # exclude_overlap): a dict passed to another pipeline or variant computes its own.
+        # Numbers, not ``id()``: a freed object's id can come back for a new one. segmentation-3.0
+        # is a powerset model, so its binarisation, and hence the masks, do not depend on a threshold.
         made_by = self._made_by(exclude_overlap)
         cached = file.get(self.CACHED_EMBEDDINGS) if self.training else None
         if cached is not None and cached["made_by"] == made_by:
@@ -128,8 +134,8 @@ class SharedTrunkDiarization(SpeakerDiarization):
     CACHED_EMBEDDINGS = "diaropt/shared_trunk_embeddings"
 
     def _made_by(self, exclude_overlap) -> tuple:
-        replacements = tuple(sorted((k, id(v)) for k, v in self.__dict__.get("_replacements", {}).items()))
-        return (id(self), replacements, self.skip_inactive, bool(exclude_overlap))
+        version = self.__dict__.setdefault("_version", next(_VERSIONS))
+        return (version, self.skip_inactive, bool(exclude_overlap))
 
     def adopt_embeddings(self, file) -> None:
         """Take the embeddings that another pipeline built the same way (same models and
@@ -292,6 +298,7 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
     def set_trunk(self, frames_fn=None, pool_fn=None) -> None:
         reps = self.__dict__.setdefault("_replacements", {})
         reps["frames"], reps["pool"] = frames_fn, pool_fn
+        self.__dict__["_version"] = next(_VERSIONS)
 
     def _embeddings(self, file, binary_segmentations, exclude_overlap, hook):
         masks = embedding_masks(self, binary_segmentations, exclude_overlap)

@@ -87,16 +87,17 @@ class _HalfGrid(torch.overrides.TorchFunctionMode):
 
 
 class EmulatedHalf(nn.Module):
-    """float16 arithmetic emulated in float32, for the DER runs of the embedding model.
+    """float16 arithmetic emulated in float32, for the DER runs of both models.
 
     Real fp16 arithmetic (``HalfPrecision``) is not vectorised on x86 CPUs without fp16 units:
     CAM++ takes seconds per 10 s window there, too slow to diarize a whole test split. This
     stand-in rounds the weights, buffers, input and the output of every torch operation (layers,
     functional calls, arithmetic: the fbank's power and log, the context-aware masking's means,
     residual sums, the pooling statistics) to the fp16 grid, while each operation computes in
-    float32 (products accumulate in float32, as fp16 GPU and Neural Engine kernels do). How close
-    it is to real fp16 arithmetic is measured on the accuracy windows (``accuracy_table``: cosine
-    of its embeddings to those of ``HalfPrecision``, next to fp32's)."""
+    float32 (products accumulate in float32, as fp16 GPU and Neural Engine kernels do); an LSTM
+    is one operation, so only its output is rounded, not its gates. How close it is to real fp16
+    arithmetic is measured on the accuracy windows (``accuracy_table``: frame agreement of the
+    segmentation, cosine of the embeddings, with ``HalfPrecision``'s, next to fp32's own)."""
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -138,7 +139,6 @@ DER_SEG = [FP16_EMULATED, PAL8_TENSOR, PAL4_GROUPED]
 DER_EMB = [FP16_EMULATED, PAL8_TENSOR, PAL4_GROUPED]
 WINDOW_STEP = 5.0  # seconds between the real windows of the accuracy and speed measurements
 CPU_BATCH = 8  # windows per timed call in the CPU table
-# the DER runs: shared trunk, inactive speakers skipped, the optimized pipeline's 2.5 s step
 
 SETTINGS = {
     "full": {"repeats": 5, "windows": 32, "der_seg": DER_SEG, "der_emb": DER_EMB},
@@ -285,8 +285,8 @@ def op_comparison(artifacts: dict) -> pd.DataFrame:
 # ---- 2. accuracy of the compressed weights ------------------------------------------------
 
 def seg_variants(ref: Reference, artifacts: dict):
-    """(name, module) of every segmentation variant: fp16 arithmetic, each compressed CoreML
-    weight set read back into torch, and PyTorch dynamic int8."""
+    """(name, module) of every segmentation variant: fp16 arithmetic, its emulated stand-in,
+    each compressed CoreML weight set read back into torch, and PyTorch dynamic int8."""
     yield FP16, HalfPrecision(copy.deepcopy(ref.seg))
     yield FP16_EMULATED, EmulatedHalf(copy.deepcopy(ref.seg))  # the DER runs' stand-in for fp16
     for scheme in coreml.COMPRESSIONS:
@@ -381,8 +381,9 @@ def der_table(embedding: str, recordings: list, ref: Reference, seg_mods: dict, 
     in points against fp32 and its paired bootstrap 95 % CI over the files (``measure.stats``).
 
     The harness is ``optimized``'s block trunk in torch at its step and with its clustering
-    (``pipelines.optimized.build_block_trunk_pipeline``), the fp32 integrated embedding module
-    (``ref.emb``) as its trunk, so that one model differs at a time and a whole test split is
+    (``pipelines.optimized.build_block_trunk_pipeline``), with the fp32 plain segmentation
+    (``ref.seg``) and the fp32 integrated embedding module (``ref.emb``) that the variants'
+    weights were loaded into, so that one model differs at a time and a whole test split is
     affordable: the embedding variants reuse fp32's segmentation (pyannote's training-mode cache
     in the file dicts) and the segmentation variants fp32's trunk frames (``MemoFrames``).
     Returns (table indexed by (changed, variant), fp32 totals)."""
@@ -392,7 +393,7 @@ def der_table(embedding: str, recordings: list, ref: Reference, seg_mods: dict, 
     from ..pipelines.optimized import build_block_trunk_pipeline
     from ..pipelines.trunks import trunk_and_pool
 
-    fp32 = build_block_trunk_pipeline(embedding)
+    fp32 = build_block_trunk_pipeline(embedding, segmentation_forward=ref.seg.forward)  # the plain fp32 models
     choice = fp32.embedding_choice
     frames, pool = block_trunk_of(ref.emb) if ref.emb is not None else trunk_and_pool(fp32._embedding.model_)
     fp32_trunk = (MemoFrames(frames), pool)
