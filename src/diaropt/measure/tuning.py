@@ -210,13 +210,12 @@ def clustering_candidates(embedding: str, tuned: dict | None = None) -> dict[str
     given, values re-tuned on the tune split for ``optimized`` (``tune_clustering(pipeline="optimized")``)."""
     from ..pipelines.optimized import OPTIMIZED
 
-    out = {"the reference's values as they are": reference_params(embedding)["clustering"],
-           "minimum size rescaled to the same seconds": rescaled(reference_params(embedding)["clustering"],
-                                                                  REFERENCE_STEP, OPTIMIZED["segmentation_step"])}
+    ref = {k: reference_params(embedding)["clustering"][k] for k in TUNED_CLUSTERING}
+    out = {"the reference's values as they are": ref,
+           "minimum size rescaled to the same seconds": rescaled(ref, REFERENCE_STEP, OPTIMIZED["segmentation_step"])}
     if tuned is not None:
-        out["re-tuned on tune at the step"] = reference_params(embedding)["clustering"] | {
-            k: tuned[k] for k in TUNED_CLUSTERING}
-    return {k: {key: v[key] for key in TUNED_CLUSTERING} for k, v in out.items()}
+        out["re-tuned on tune at the step"] = {k: tuned[k] for k in TUNED_CLUSTERING}
+    return out
 
 
 def choose_clustering(recordings: list, candidates: dict[str, dict], *, embedding: str = "campplus",

@@ -134,8 +134,9 @@ class SharedTrunkDiarization(SpeakerDiarization):
     CACHED_EMBEDDINGS = "diaropt/shared_trunk_embeddings"
 
     def _made_by(self, exclude_overlap) -> tuple:
-        version = self.__dict__.setdefault("_version", next(_VERSIONS))
-        return (version, self.skip_inactive, bool(exclude_overlap))
+        if "_version" not in self.__dict__:
+            self.__dict__["_version"] = next(_VERSIONS)
+        return (self.__dict__["_version"], self.skip_inactive, bool(exclude_overlap))
 
     def adopt_embeddings(self, file) -> None:
         """Take the embeddings that another pipeline built the same way (same models and
