@@ -345,6 +345,10 @@ def test_other_rows_reproduce_the_chapter_table():
     write(streaming=st, caching=ca, hardware=hw, parallel=pa, ensembles=en)
     assert claims.other_rows("smoke") == _legacy_other(st, ca, hw, pa, en)
     assert claims.summary_path("streaming", "smoke").name == "streaming-chunks-smoke.json"
+    en["best_fusion"]["der_delta_ci"], en["tta"]["der_delta_ci"] = [-0.9, 0.3], [-0.2, 0.5]
+    write(ensembles=en)
+    (row,) = [r for r in claims.other_rows("smoke") if r["technique"] == "10. ensembles"]
+    assert "-0.30 pts [-0.90, +0.30] for" in row["measured"] and "+0.10 pts [-0.20, +0.50] for" in row["measured"]
 
 
 # ---- the smaller verdicts the chapters glue instead of typing ------------------------------------

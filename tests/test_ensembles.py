@@ -156,7 +156,9 @@ def test_tuned_table_tunes_each_config_and_measures_its_cost():
 
 
 def test_worth_and_cost_verdict_read_the_measurements():
-    assert en.worth(-1.0, 2.0).startswith("worth considering")
-    assert en.worth(-0.2, 2.0) == "not worth it: -0.20 points for 2.00x the time"
+    assert en.worth(-1.0, (-1.8, -0.3), 2.0).startswith("worth considering")
+    assert en.worth(-1.0, (-2.5, 0.4), 2.0) == ("not worth it: -1.00 points [-2.50, +0.40] for 2.00x the time "
+                                                "(no measurable gain)")
+    assert en.worth(0.8, (0.1, 1.5), 2.0) == "not worth it: +0.80 points [+0.10, +1.50] for 2.00x the time"
     assert en.cost_verdict(1.5, 2.25) == "refuted: 1.50x and 2.25x the time"
     assert en.cost_verdict(0.9, 2.0).startswith("partly")

@@ -108,6 +108,25 @@ def test_optimized_pipeline_uses_the_given_models(seg):
     assert run(segmentation_model=silent) != default
 
 
+def test_der_table_scores_each_pruned_model_in_its_place(seg):
+    """The chapter's DER table puts each variant where it belongs: a segmentation variant
+    replaces the segmentation, a CAM++ variant the embedding trunk; the same weights give no
+    change, other weights another DER."""
+    rec = data.pyannote_sample()  # two speakers
+    emb = models.load_campplus()
+    flat = copy.deepcopy(emb)  # every speaker gets the same embedding: one cluster
+    flat.campplus.dense.linear.weight.data.zero_()
+    silent = pr.zero_segmentation(seg, pr.segmentation_keep(seg, 0.9))
+    table = pr.der_table("campplus", [rec], seg, emb, {pr.SEG: copy.deepcopy(seg)},
+                         {(pr.SEG, 0.9): silent, (pr.EMB, 0.3): flat},
+                         {(pr.SEG, 0.9): copy.deepcopy(seg), (pr.EMB, 0.3): copy.deepcopy(emb)}, progress=False)
+    d = table["Δ strict (pts)"]
+    assert d[("none", "unpruned")] == 0.0 and table.loc[("none", "unpruned"), "DER strict (%)"] < 30
+    assert d[(pr.SEG, f"guide snippet (zeros), {pr.GUIDE_RATIO}")] == 0.0
+    assert d[(pr.SEG, "structural 0.9, before KD")] > 5 and d[(pr.SEG, "structural 0.9, after KD")] == 0.0
+    assert d[(pr.EMB, "structural 0.3, before KD")] > 5 and d[(pr.EMB, "structural 0.3, after KD")] == 0.0
+
+
 # ------------------------------------------------------------------------------------------
 # the chapter's tables and verdicts (fabricated rows, no model needed)
 

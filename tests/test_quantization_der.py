@@ -1,18 +1,20 @@
-"""The quantization chapter's DER harness (``techniques.quantization.der_table``) on the real
-models: the block trunk built from the integrated embedding module must be that module, the
-fp32 trunk frames must be computed once, and a change of one model must show in the DER."""
+"""The compression chapters' DER harness (``measure.scoring.one_change_table``, through
+``techniques.quantization.der_table`` and ``techniques.pruning.der_table``) on the real models:
+the block trunk built from the integrated embedding module must be that module, the base trunk
+frames must be computed once, and a change of one model must show in the DER."""
 import copy
 
 import torch
 
 from diaropt.core import data
 from diaropt.core.models import choose_embedding
+from diaropt.measure import scoring
 from diaropt.techniques import quantization as q
 
 
 def test_memo_frames_compute_each_input_once():
     calls = []
-    memo = q.MemoFrames(lambda w: calls.append(1) or w * 2)
+    memo = scoring.MemoFrames(lambda w: calls.append(1) or w * 2)
     a, b = torch.ones(1, 1, 4), torch.zeros(1, 1, 4)
     assert torch.equal(memo(a), a * 2) and torch.equal(memo(a.clone()), a * 2) and torch.equal(memo(b), b)
     assert len(calls) == 2  # the same samples again: no second computation
@@ -38,7 +40,7 @@ def test_der_table_changes_one_model_at_a_time(provisioned, monkeypatch):
         seg_calls.append(id(self))
         return plain_forward(self, x)
 
-    class CountingMemo(q.MemoFrames):
+    class CountingMemo(scoring.MemoFrames):
         def __init__(self, frames):
             self.computed = 0
 
@@ -49,7 +51,7 @@ def test_der_table_changes_one_model_at_a_time(provisioned, monkeypatch):
             memos.append(self)
 
     monkeypatch.setattr(type(ref.seg), "forward", counted_forward)
-    monkeypatch.setattr(q, "MemoFrames", CountingMemo)
+    monkeypatch.setattr(scoring, "MemoFrames", CountingMemo)
     same_seg = copy.deepcopy(ref.seg)  # the same weights in another module: the outputs must be identical
     flat = copy.deepcopy(ref.emb)  # every speaker gets the same embedding: one cluster
     flat.campplus.dense.linear.weight.data.zero_()

@@ -235,19 +235,53 @@ def test_frozen_settings_say_where_they_come_from(monkeypatch):
 def test_chunk_rows_and_verdicts_compare_with_offline():
     import pandas as pd
 
+    from diaropt.measure.stats import der_change
     from diaropt.techniques import streaming as chapter
 
+    def files(*ders):  # per-file score rows, 100 s of speech each
+        return [{"uri": f"f{k}", "der_strict": d, "scored_strict": 100.0} for k, d in enumerate(ders)]
+
     run = {"latency": 5.0, "emission_delay_median_s": 4.0, "piece_median_s": 0.05, "piece_p95_s": 0.2, "rtfx": 8.0,
-           "totals": {"der_strict": 0.30, "der_fluidaudio": 0.20}}
-    rows = chapter.chunk_rows({1.0: run}, {"der_strict": 0.25})
+           "timed_files": 3, "files": files(0.30, 0.32, 0.28), "totals": {"der_strict": 0.30, "der_fluidaudio": 0.20}}
+    offline = {"files": files(0.25, 0.26, 0.24), "totals": {"der_strict": 0.25}}
+    rows = chapter.chunk_rows({1.0: run}, offline)
     assert rows[0]["worst algorithmic latency (s)"] == 6.0
-    assert rows[0]["vs offline, strict (pts)"] == pytest.approx(5.0)
+    assert rows[0]["vs offline, strict (pts)"] == pytest.approx(5.0)  # every file 4-6 points worse
+    assert 4.0 <= rows[0]["CI low"] <= rows[0]["CI high"] <= 6.0
     assert rows[0]["compute per chunk, p95 (ms)"] == pytest.approx(200.0)
-    v = chapter.verdicts(rows[0], {"der_strict": 0.6}, {"der_strict": 0.25})
+    worse = der_change(offline["files"], files(0.60, 0.62, 0.58))
+    v = chapter.verdicts(rows[0], worse)
     assert v["stream_verdict_realtime"].startswith("confirmed")
     assert v["stream_verdict_snippet"].startswith("refuted")
     assert v["s1_budget"] == "well inside the 1 s budget"
     row = pd.DataFrame(rows).set_index("chunk (s)").loc[1.0]  # as the chapter passes it
-    assert chapter.verdicts(row, {"der_strict": 0.6}, {"der_strict": 0.25}) == v
+    assert chapter.verdicts(row, worse) == v
     slow = dict(rows[0], RTFx=0.5)
-    assert chapter.verdicts(slow, {"der_strict": 0.2}, {"der_strict": 0.25})["stream_verdict_realtime"].startswith("refuted")
+    same = der_change(offline["files"], files(0.20, 0.30, 0.25))  # the interval holds zero
+    assert chapter.verdicts(slow, same)["stream_verdict_realtime"].startswith("refuted")
+    assert chapter.verdicts(slow, same)["stream_verdict_snippet"].startswith("confirmed")
+
+
+def test_every_takes_the_windows_of_a_larger_chunk():
+    from diaropt.techniques import streaming as chapter
+
+    # a 1 s stream of 7.5 s: windows end at 1, 2, ..., 7 s and the tail at 7.5 s
+    ends = [1, 2, 3, 4, 5, 6, 7, 7.5]
+    windows = [window_result(e - 10.0, 4, [(0, 4)], [unit([1, 0])]) for e in ends]
+    assert [w.start + 10 for w in chapter.every(windows, 2.0, 1.0)] == [2, 4, 6, 7.5]
+    assert [w.start + 10 for w in chapter.every(windows, 5.0, 1.0)] == [5, 7.5]
+    with pytest.raises(ValueError, match="whole multiple"):
+        chapter.every(windows, 1.5, 1.0)
+
+
+@pytest.mark.slow
+def test_larger_chunks_replayed_from_the_first_equal_live_streams(seg_emb, sample):
+    from diaropt.pipelines.streaming import WindowAnalyzer
+    from diaropt.techniques import streaming as chapter
+
+    seg, emb = seg_emb
+    runs = chapter.chunk_runs(WindowAnalyzer(seg, emb), [sample], [1.0, 2.0, 5.0],
+                              {"threshold": 0.4, "latency": 3.0}, timed_files=1)  # raises unless replay == live
+    assert runs[2.0]["timed_files"] == runs[1.0]["timed_files"] == 1
+    assert runs[5.0]["latency"] == 5.0 and runs[2.0]["latency"] == 3.0
+    assert runs[2.0]["pieces"] < runs[1.0]["pieces"]

@@ -106,6 +106,13 @@ class Chapter:
         return evaluation_set("dev", self.profile)
 
     @cached_property
+    def realistic_tune(self) -> list:
+        """The realistic tune split: where hyper-parameters (thresholds, weights) are tuned."""
+        from ..core.meetings import evaluation_set
+
+        return evaluation_set("tune", self.profile)
+
+    @cached_property
     def tune_set(self) -> list:
         from ..core.data import benchmark_set
 

@@ -524,8 +524,9 @@ def _parallel(pa) -> str:
 
 def _ensembles(en) -> str:
     return (f"best embedding fusion ({en['best_fusion']['config']}): {fmt(en['best_fusion']['der_delta_points'], '+.2f')} "
-            f"pts for {fmt(en['best_fusion']['cost'])}x the time; segmentation TTA ({en['tta']['members']} shifts): "
-            f"{fmt(en['tta']['der_delta_points'], '+.2f')} pts for {fmt(en['tta']['cost'])}x")
+            f"pts{_ci_text(en['best_fusion'].get('der_delta_ci'))} for {fmt(en['best_fusion']['cost'])}x the time; "
+            f"segmentation TTA ({en['tta']['members']} shifts): {fmt(en['tta']['der_delta_points'], '+.2f')} "
+            f"pts{_ci_text(en['tta'].get('der_delta_ci'))} for {fmt(en['tta']['cost'])}x")
 
 
 # the guide's section -> (slug, what its chapter measured)

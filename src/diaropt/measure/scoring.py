@@ -3,13 +3,15 @@
 ``score(recordings, hypotheses)`` returns per-file rows and corpus totals in both conventions
 (``core.metrics``: strict, and FluidAudio-style), with the speaker counts of reference and
 hypothesis. ``score_variant`` runs a pipeline variant (or a built pyannote pipeline) over the
-recordings first. Totals are corpus-level rates (errors summed over files / reference speech
+recordings first. ``one_change_table`` scores model variants one model at a time in a shared
+harness (the compression chapters). Totals are corpus-level rates (errors summed over files / reference speech
 summed over files), not means of per-file rates.
 """
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from pyannote.core import Annotation
 
@@ -57,3 +59,95 @@ def score_on_files(pipe, recordings: list[Recording], files: list[dict], oracle_
         res = pipe(f, **({"num_speakers": len(rec.reference.labels())} if oracle_count else {}))
         hyps.append(res.speaker_diarization if hasattr(res, "speaker_diarization") else res)
     return score(recordings, hyps)
+
+
+# ---- one model changed at a time: the harness of the compression chapters ------------------
+
+class MemoFrames:
+    """A trunk's ``frames`` function that computes each distinct input once (keyed by a hash of
+    its samples): the segmentation variants of ``one_change_table`` change only the masks, so
+    they pool the base trunk frames that the first run computed."""
+
+    def __init__(self, frames):
+        self.frames, self.store = frames, {}
+
+    def __call__(self, w):
+        import hashlib
+
+        key = (tuple(w.shape), hashlib.blake2b(w.contiguous().numpy().tobytes(), digest_size=16).digest())
+        if key not in self.store:
+            self.store[key] = self.frames(w)
+        return self.store[key]
+
+
+@dataclass
+class ModelChange:
+    """One variant of ``one_change_table``: the models it changes, labelled ``(changed, variant)``.
+    ``segmentation``: a forward (10 s windows -> powerset log-probabilities) in place of the base
+    one; ``trunk``: ``(frames, pool)`` (``pipelines.trunks.trunk_and_pool``) in place of the base
+    embedding trunk. Exactly one of them."""
+
+    changed: str
+    variant: str
+    segmentation: Callable | None = None
+    trunk: tuple | None = None
+
+    def __post_init__(self):
+        if (self.segmentation is None) == (self.trunk is None):
+            raise ValueError(f"{self.changed}/{self.variant}: give a segmentation or a trunk, not both or neither")
+
+
+def one_change_table(embedding: str, recordings: list[Recording], segmentation: Callable, trunk: tuple | None,
+                     changes: list[ModelChange], *, base: tuple[str, str] = ("none", "base"),
+                     index: tuple[str, str] = ("changed", "variant"), progress: bool = True):
+    """DER of the base models, then of each ``ModelChange``, on every recording, with the change in
+    points against the base and its paired bootstrap 95 % CI over the files (``measure.stats``).
+
+    The harness is ``optimized``'s block trunk in torch at its step and with its clustering
+    (``pipelines.optimized.build_block_trunk_pipeline``) with the base segmentation forward and
+    the base embedding trunk (``None``: the chosen embedding model's own), so one model differs
+    at a time and a whole test split stays affordable: a changed trunk reuses the base
+    segmentation (pyannote's training-mode cache in the file dicts) and a changed segmentation
+    the base trunk frames (``MemoFrames``).
+    Chapters 03 (quantization) and 09 (pruning) score their variants here.
+    Returns (table indexed by ``index``, base totals)."""
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..pipelines.optimized import build_block_trunk_pipeline
+    from ..pipelines.trunks import trunk_and_pool
+    from .stats import der_change
+
+    first = build_block_trunk_pipeline(embedding, segmentation_forward=segmentation)
+    choice = first.embedding_choice
+    trunk = trunk or trunk_and_pool(first._embedding.model_)
+    base_trunk = (MemoFrames(trunk[0]), trunk[1])
+    base_files = [r.as_pyannote_file() for r in recordings]
+
+    def run(pipe, trunk, files):
+        pipe.set_trunk(*trunk)
+        pipe.training = True  # each file dict keeps the networks' outputs
+        return score_on_files(pipe, recordings, files)
+
+    jobs = [(*base, lambda: run(first, base_trunk, base_files))]
+    for c in changes:
+        if c.segmentation is not None:
+            jobs.append((c.changed, c.variant, lambda c=c: run(
+                build_block_trunk_pipeline(choice, segmentation_forward=c.segmentation), base_trunk,
+                [r.as_pyannote_file() for r in recordings])))
+        else:
+            jobs.append((c.changed, c.variant, lambda c=c: run(build_block_trunk_pipeline(choice), c.trunk, base_files)))
+    rows, ref = [], None
+    with torch.inference_mode():
+        for changed, variant, job in tqdm(jobs, desc="DER runs", disable=not progress):
+            r = job()
+            ref = ref or r
+            strict, fa = der_change(ref["files"], r["files"]), der_change(ref["files"], r["files"], "fluidaudio")
+            t = r["totals"]
+            rows.append({index[0]: changed, index[1]: variant, "DER strict (%)": 100 * t["der_strict"],
+                         "DER FluidAudio (%)": 100 * t["der_fluidaudio"], "Δ strict (pts)": strict.points,
+                         "CI low": strict.low, "CI high": strict.high, "Δ FluidAudio (pts)": fa.points,
+                         "speakers found (mean)": t["speakers_hyp_mean"],
+                         "speakers (reference, mean)": t["speakers_ref_mean"]})
+    return pd.DataFrame(rows).set_index(list(index)), ref["totals"]

@@ -17,12 +17,13 @@
   and weights can be swept by re-clustering only.
 
 The chapter's measurements: ``build_members`` makes the members, with the chosen embedding model
-(CAM++, or WeSpeaker ResNet34 when its weights are supplied) first, GE2E second and the other
-of CAM++ / ResNet34 third when it is at hand; ``fusion_configs`` names the weightings of the
-first member against the others; ``threshold_sweep`` gives each its clustering threshold on the
-tune split and ``tuned_table`` scores the tuned configurations on the test split with their
-measured cost; ``tta_table`` does the same for segmentation test-time augmentation. DER over a
-set goes through ``diaropt.measure.scoring.score``.
+(CAM++, or WeSpeaker ResNet34 when its weights are supplied) first, GE2E second and the other of
+CAM++ / ResNet34 third when it is at hand; ``fusion_configs`` names the weightings of the first
+member against the others; ``threshold_sweep`` gives each its clustering threshold on the
+realistic tune split and ``tuned_table`` scores the tuned configurations on the whole realistic
+test split with their measured cost and the paired bootstrap CI of each DER change;
+``tta_table`` does the same for segmentation test-time augmentation. DER over a set goes through
+``diaropt.measure.scoring.score``.
 """
 from __future__ import annotations
 
@@ -314,12 +315,12 @@ def fusion_configs(members, base: str, base_weights) -> dict[str, dict]:
     return configs
 
 
-def split_totals(pipe: EnsembleDiarization, files: list[dict], recs, weights: dict, threshold: float) -> dict:
-    """DER totals of ``pipe`` with ``weights`` and clustering ``threshold`` over a split
-    (re-clustering only: the files carry the cached segmentation and embeddings)."""
+def split_scores(pipe: EnsembleDiarization, files: list[dict], recs, weights: dict, threshold: float) -> dict:
+    """``measure.scoring.score`` of ``pipe`` with ``weights`` and clustering ``threshold`` over a
+    split (re-clustering only: the files carry the cached segmentation and embeddings)."""
     pipe.set_weights(weights)
     pipe.clustering.threshold = float(threshold)
-    return score(recs, [pipe(f).speaker_diarization for f in files])["totals"]
+    return score(recs, [pipe(f).speaker_diarization for f in files])
 
 
 def threshold_sweep(pipe: EnsembleDiarization, files: list[dict], recs, configs: dict, thresholds):
@@ -331,8 +332,22 @@ def threshold_sweep(pipe: EnsembleDiarization, files: list[dict], recs, configs:
     for label, weights in tqdm(configs.items(), desc="threshold sweeps (tune)"):
         for th in thresholds:
             rows.append({"config": label, "threshold": th,
-                         "tune DER strict (%)": 100 * split_totals(pipe, files, recs, weights, th)["der_strict"]})
+                         "tune DER strict (%)": 100 * split_scores(pipe, files, recs, weights, th)["totals"]["der_strict"]})
     return pd.DataFrame(rows)
+
+
+def _changes(runs: dict, first: str) -> dict:
+    """Strict and FluidAudio-style DER changes of every run against run ``first``, with the strict
+    change's paired bootstrap 95 % CI over files: ``{label: {column: value}}``."""
+    from ..measure.stats import der_change
+
+    out = {}
+    for label, r in runs.items():
+        strict = der_change(runs[first]["files"], r["files"])
+        fa = der_change(runs[first]["files"], r["files"], "fluidaudio")
+        out[label] = {"Δ strict (pts)": strict.points, "CI low": strict.low, "CI high": strict.high,
+                      "Δ FluidAudio (pts)": fa.points}
+    return out
 
 
 def tuned_table(pipe: EnsembleDiarization, sweep, configs: dict, files: list[dict], recs, member_seconds: dict,
@@ -340,25 +355,26 @@ def tuned_table(pipe: EnsembleDiarization, sweep, configs: dict, files: list[dic
     """Each configuration at its tune-split threshold, scored on the test split, with its cost:
     embedding seconds of its members (x ``base``'s) and the pipeline's (segmentation, clustering
     and aggregation, ``test_wall`` minus every member's seconds, plus its members'), and its DER
-    change against ``base`` alone."""
+    change against ``base`` alone with the paired bootstrap 95 % CI over the test files."""
     import pandas as pd
 
     seg_and_rest = test_wall - sum(member_seconds.values())  # segmentation, clustering, aggregation
-    rows = []
+    rows, runs = [], {}
     for label, weights in configs.items():
         g = sweep[sweep["config"] == label]
         best = g.loc[g["tune DER strict (%)"].idxmin()]
-        t = split_totals(pipe, files, recs, weights, best["threshold"])
+        runs[label] = split_scores(pipe, files, recs, weights, best["threshold"])
+        t = runs[label]["totals"]
         emb_s = sum(member_seconds[n] for n, w in weights.items() if w > 0)
         rows.append({"config": label, "tuned threshold": best["threshold"], "tune DER (%)": best["tune DER strict (%)"],
                      "test DER strict (%)": 100 * t["der_strict"], "test DER FluidAudio (%)": 100 * t["der_fluidaudio"],
+                     "speakers found (mean)": t["speakers_hyp_mean"],
                      f"embedding cost (x {base})": emb_s / member_seconds[base],
                      f"pipeline cost (x {base} alone)": (seg_and_rest + emb_s) / (seg_and_rest + member_seconds[base])})
     ens = pd.DataFrame(rows).set_index("config")
-    alone = ens.loc[f"{base} alone"]
-    ens[f"Δ strict vs {base} (pts)"] = ens["test DER strict (%)"] - alone["test DER strict (%)"]
-    ens[f"Δ FluidAudio vs {base} (pts)"] = ens["test DER FluidAudio (%)"] - alone["test DER FluidAudio (%)"]
-    return ens
+    changes = pd.DataFrame(_changes(runs, f"{base} alone")).T
+    return ens.join(changes.rename(columns={"Δ strict (pts)": f"Δ strict vs {base} (pts)",
+                                            "Δ FluidAudio (pts)": f"Δ FluidAudio vs {base} (pts)"}))
 
 
 def best_fusion(ens, members, base: str):
@@ -375,7 +391,7 @@ def tta_table(segmentation: nn.Module, embedding: str, base: str, member: tuple,
     pipeline, and the changes and cost ratios against the first set (no TTA)."""
     import pandas as pd
 
-    rows = []
+    rows, runs = [], {}
     for label, shifts in tqdm(tta_sets.items(), desc="segmentation TTA"):
         tta = shifted_tta(segmentation, shifts)
         p = ensemble_pipeline(embedding, tta.forward, {base: member}, {base: 1.0})
@@ -384,24 +400,25 @@ def tta_table(segmentation: nn.Module, embedding: str, base: str, member: tuple,
         t0 = time.perf_counter()
         hyps = [p(f).speaker_diarization for f in files]
         total = time.perf_counter() - t0
-        t = score(recs, hyps)["totals"]
+        runs[label] = score(recs, hyps)
+        t = runs[label]["totals"]
         rows.append({"segmentation": label, "test DER strict (%)": 100 * t["der_strict"],
                      "test DER FluidAudio (%)": 100 * t["der_fluidaudio"], "wall (s)": total,
                      "segmentation + rest (s)": total - embedding_seconds(files, base)})
-    tab = pd.DataFrame(rows).set_index("segmentation")
+    tab = pd.DataFrame(rows).set_index("segmentation").join(pd.DataFrame(_changes(runs, next(iter(runs)))).T)
     first = tab.iloc[0]
-    tab["Δ strict (pts)"] = tab["test DER strict (%)"] - first["test DER strict (%)"]
-    tab["Δ FluidAudio (pts)"] = tab["test DER FluidAudio (%)"] - first["test DER FluidAudio (%)"]
     tab["pipeline cost (x)"] = tab["wall (s)"] / first["wall (s)"]
     tab["segmentation cost (x)"] = tab["segmentation + rest (s)"] / first["segmentation + rest (s)"]
     return tab
 
 
-def worth(delta: float, cost: float) -> str:
-    """A DER change (points; below -0.5 is a real gain) against its cost multiplier, in words."""
-    if delta > -0.5:
-        return f"not worth it: {delta:+.2f} points for {cost:.2f}x the time"
-    return f"worth considering: {delta:+.2f} points for {cost:.2f}x the time"
+def worth(delta: float, ci: tuple[float, float], cost: float) -> str:
+    """A DER change (points) with its 95 % CI against its cost multiplier, in words: a gain is
+    one whose whole interval lies below zero."""
+    measured = f"{delta:+.2f} points [{ci[0]:+.2f}, {ci[1]:+.2f}] for {cost:.2f}x the time"
+    if ci[1] < 0:
+        return f"worth considering: {measured}"
+    return f"not worth it: {measured}" + (" (no measurable gain)" if ci[0] < 0 else "")
 
 
 def cost_verdict(*costs: float) -> str:

@@ -20,9 +20,10 @@ channels and LSTM units for real, with a short knowledge-distillation recovery.
   module structure: with another embedding model the chapter prunes segmentation only
   (``campplus_scope`` says so on the page).
 - ``distill`` recovers accuracy from the unpruned teacher on unlabelled tune-split audio
-  (``distillation_set``, ``distill_students``); ``der_table`` scores every variant in the
-  ``optimized`` pipeline; ``verdicts`` and ``summary`` give the chapter's verdict and the
-  figures chapter 90 reads (``pruning-summary-<profile>.json``).
+  (``distillation_set``, ``distill_students``); ``der_table`` scores every variant, one
+  network changed at a time, in the compression chapters' shared harness
+  (``measure.scoring.one_change_table``) on the realistic test split; ``verdicts`` and
+  ``summary`` give the chapter's verdict and the figures chapter 90 reads (``pruning-summary-<profile>.json``).
 """
 from __future__ import annotations
 
@@ -492,54 +493,34 @@ def kd_figures(histories: dict, steps: dict, ratios: list[float]) -> dict:
     return out
 
 
-def score_pruned(label: str, embedding: str, recordings: list, profile: str, **models) -> tuple[dict, list[dict]]:
-    """DER and speed of the ``optimized`` pipeline with ``segmentation_model`` and/or
-    ``embedding_model`` replaced (ONNX Runtime for both networks; the clustering threshold kept).
-    Returns (table row, per-file score rows for ``measure.stats.der_change``)."""
-    from ..measure.benchmark import run_benchmark
-    from ..pipelines.optimized import build_optimized_pipeline
-    from ..pipelines.reference import pipeline_variant
-
-    res = run_benchmark(pipeline_variant(label, build_optimized_pipeline(embedding, **models)), recordings=recordings,
-                        profile=profile, progress=False)
-    t = res["totals"]
-    return ({"DER strict (%)": 100 * t["der_strict"], "DER FluidAudio (%)": 100 * t["der_fluidaudio"], "RTFx": t["rtfx"],
-             "speakers found (mean)": t["speakers_hyp_mean"], "speakers (reference, mean)": t["speakers_ref_mean"]},
-            res["files"])
-
-
-def der_table(embedding: str, recordings: list, profile: str, guide: dict, students: dict, recovered: dict):
-    """Every variant in the ``optimized`` pipeline on ``recordings``: unpruned, the guide's
+def der_table(embedding: str, recordings: list, seg_ref, emb_ref, guide: dict, students: dict, recovered: dict,
+              progress: bool = True):
+    """Every variant, one pruned network at a time, on ``recordings``: unpruned, the guide's
     zeroed models (``guide``: model -> module), each structural student before and after
     distillation; with the change in DER (points) against the unpruned run and its paired
-    bootstrap 95 % CI over files (``measure.stats``), and the RTFx ratio."""
-    import pandas as pd
+    bootstrap 95 % CI over files. The harness is ``measure.scoring.one_change_table``
+    (``optimized``'s block trunk in torch at its step and clustering), with the plain unpruned
+    segmentation ``seg_ref`` and the unpruned CAM++ ``emb_ref`` (None: the chosen embedding
+    model's own trunk). Speed is the structural table's (per window); this harness shares work
+    between runs, so its wall time is not a pipeline's."""
+    from ..measure.scoring import ModelChange, one_change_table
+    from ..pipelines.trunks import trunk_and_pool
 
-    from ..measure.stats import der_change
+    def change(m, variant, module):
+        return (ModelChange(m, variant, segmentation=module.forward) if m == SEG
+                else ModelChange(m, variant, trunk=trunk_and_pool(module)))
 
-    key = {SEG: "segmentation_model", EMB: "embedding_model"}
-    runs = [("none", "unpruned", score_pruned("unpruned", embedding, recordings, profile))]
-    for m, module in guide.items():
-        runs.append((m, f"guide snippet (zeros), {GUIDE_RATIO}",
-                     score_pruned(f"guide-{'seg' if m == SEG else 'emb'}", embedding, recordings, profile, **{key[m]: module})))
+    changes = [change(m, f"guide snippet (zeros), {GUIDE_RATIO}", module) for m, module in guide.items()]
     for (m, r), student in students.items():
-        runs.append((m, f"structural {r}, before KD",
-                     score_pruned(f"{m}-{r}", embedding, recordings, profile, **{key[m]: student})))
-        runs.append((m, f"structural {r}, after KD",
-                     score_pruned(f"{m}-{r}-kd", embedding, recordings, profile, **{key[m]: recovered[(m, r)]})))
-    base_row, base_files = runs[0][2]
-    rows = []
-    for m, variant, (row, files) in runs:
-        change = der_change(base_files, files)
-        rows.append({"model": m, "variant": variant, **row, "Δ strict (pts)": change.points,
-                     "CI low": change.low, "CI high": change.high,
-                     "Δ FluidAudio (pts)": row["DER FluidAudio (%)"] - base_row["DER FluidAudio (%)"],
-                     "RTFx ratio": row["RTFx"] / base_row["RTFx"]})
-    return pd.DataFrame(rows).set_index(["model", "variant"])
+        changes += [change(m, f"structural {r}, before KD", student),
+                    change(m, f"structural {r}, after KD", recovered[(m, r)])]
+    table, _ = one_change_table(embedding, recordings, seg_ref.forward, trunk_and_pool(emb_ref) if emb_ref else None,
+                                changes, base=("none", "unpruned"), index=("model", "variant"), progress=progress)
+    return table
 
 
 def der_figures(table, ratios: list[float]) -> dict:
-    """DER changes, speaker counts and RTFx ratios the prose quotes, ``{glue name: (value, format)}``."""
+    """DER changes and speaker counts the prose quotes, ``{glue name: (value, format)}``."""
     base = table.iloc[0]
     out = {"pr_base_der": (base["DER strict (%)"], ".2f"), "pr_ref_speakers": (base["speakers (reference, mean)"], ".1f"),
            "pr_base_speakers": (base["speakers found (mean)"], ".1f"),
@@ -549,7 +530,6 @@ def der_figures(table, ratios: list[float]) -> dict:
         for r in ratios:
             for when, tag in (("before KD", "pre"), ("after KD", "kd")):
                 out[f"pr_{key}_{int(100 * r)}_{tag}_der"] = (_at(table, (m, f"structural {r}, {when}"), "Δ strict (pts)"), "+.2f")
-            out[f"pr_{key}_{int(100 * r)}_rtfx"] = (_at(table, (m, f"structural {r}, after KD"), "RTFx ratio"), ".2f")
     return out
 
 

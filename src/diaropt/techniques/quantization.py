@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import math
 import platform
 import tempfile
@@ -42,7 +41,7 @@ from ..book.verdicts import der_verdict, speed_verdict
 from ..core.models import cache_dir, load_campplus, load_segmentation
 from ..measure.cost import file_mb, package_bytes, state_dict_mb
 from ..measure.environment import cpu_model
-from ..measure.stats import der_change, speed_ratio
+from ..measure.stats import speed_ratio
 from ..measure.timing import interleaved_calls, summarize, time_call
 from ..portable import coreml
 from ..portable.onnx import OrtModule, export_onnx, ort_dynamic_int8
@@ -359,68 +358,23 @@ def block_trunk_of(mod: nn.Module) -> tuple:
     return frames, pool
 
 
-class MemoFrames:
-    """A trunk's ``frames`` function that computes each distinct input once (keyed by a hash of
-    its samples): the segmentation variants of ``der_table`` change only the masks, so they pool
-    the fp32 trunk frames the first run computed."""
-
-    def __init__(self, frames):
-        self.frames, self.store = frames, {}
-
-    def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        key = (tuple(w.shape), hashlib.blake2b(w.contiguous().numpy().tobytes(), digest_size=16).digest())
-        if key not in self.store:
-            self.store[key] = self.frames(w)
-        return self.store[key]
-
-
 def der_table(embedding: str, recordings: list, ref: Reference, seg_mods: dict, emb_mods: dict, der_seg: list,
               der_emb: list, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """DER of fp32, then of each named segmentation variant, then of each named embedding variant
     (only those in ``emb_mods``: none when the embedding model is not CAM++), with the change
-    in points against fp32 and its paired bootstrap 95 % CI over the files (``measure.stats``).
+    in points against fp32 and its paired bootstrap 95 % CI over the files.
 
-    The harness is ``optimized``'s block trunk in torch at its step and with its clustering
-    (``pipelines.optimized.build_block_trunk_pipeline``), with the fp32 plain segmentation
-    (``ref.seg``) and the fp32 integrated embedding module (``ref.emb``) that the variants'
-    weights were loaded into, so that one model differs at a time and a whole test split is
-    affordable: the embedding variants reuse fp32's segmentation (pyannote's training-mode cache
-    in the file dicts) and the segmentation variants fp32's trunk frames (``MemoFrames``).
-    Returns (table indexed by (changed, variant), fp32 totals)."""
-    from tqdm.auto import tqdm
+    The harness is ``measure.scoring.one_change_table`` (``optimized``'s block trunk in torch at
+    its step and clustering) with the fp32 plain segmentation (``ref.seg``) and the fp32
+    integrated embedding module (``ref.emb``) that the variants' weights were loaded into, so
+    that one model differs at a time. Returns (table indexed by (changed, variant), fp32 totals)."""
+    from ..measure.scoring import ModelChange, one_change_table
 
-    from ..measure.scoring import score_on_files
-    from ..pipelines.optimized import build_block_trunk_pipeline
-    from ..pipelines.trunks import trunk_and_pool
-
-    fp32 = build_block_trunk_pipeline(embedding, segmentation_forward=ref.seg.forward)  # the plain fp32 models
-    choice = fp32.embedding_choice
-    frames, pool = block_trunk_of(ref.emb) if ref.emb is not None else trunk_and_pool(fp32._embedding.model_)
-    fp32_trunk = (MemoFrames(frames), pool)
-
-    def run(pipe, trunk, files):
-        pipe.set_trunk(*trunk)
-        pipe.training = True  # each file dict keeps the networks' outputs
-        return score_on_files(pipe, recordings, files)
-
-    fp32_files = [r.as_pyannote_file() for r in recordings]
-    jobs = [("none (fp32)", "fp32", lambda: run(fp32, fp32_trunk, fp32_files))]
-    jobs += [("segmentation", n, lambda n=n: run(build_block_trunk_pipeline(choice, segmentation_forward=seg_mods[n].forward),
-                                                 fp32_trunk, [r.as_pyannote_file() for r in recordings]))
-             for n in der_seg]
-    jobs += [("embedding", n, lambda n=n: run(build_block_trunk_pipeline(choice), block_trunk_of(emb_mods[n]), fp32_files))
-             for n in (der_emb if emb_mods else [])]
-    rows, base = [], None
-    with torch.inference_mode():
-        for changed, variant, job in tqdm(jobs, desc="DER runs", disable=not progress):
-            r = job()
-            base = base or r
-            change = der_change(base["files"], r["files"])
-            fa = der_change(base["files"], r["files"], "fluidaudio")
-            rows.append({"changed": changed, "variant": variant, "DER strict (%)": 100 * r["totals"]["der_strict"],
-                         "DER FluidAudio (%)": 100 * r["totals"]["der_fluidaudio"], "Δ strict (pts)": change.points,
-                         "CI low": change.low, "CI high": change.high, "Δ FluidAudio (pts)": fa.points})
-    return pd.DataFrame(rows).set_index(["changed", "variant"]), base["totals"]
+    trunk = block_trunk_of(ref.emb) if ref.emb is not None else None  # None: the pipeline's own model
+    changes = [ModelChange("segmentation", n, segmentation=seg_mods[n].forward) for n in der_seg]
+    changes += [ModelChange("embedding", n, trunk=block_trunk_of(emb_mods[n])) for n in (der_emb if emb_mods else [])]
+    return one_change_table(embedding, recordings, ref.seg.forward, trunk, changes, base=("none (fp32)", "fp32"),
+                            progress=progress)
 
 
 # ---- 3. speed -----------------------------------------------------------------------------
