@@ -349,6 +349,10 @@ def test_other_rows_reproduce_the_chapter_table():
     write(ensembles=en)
     (row,) = [r for r in claims.other_rows("smoke") if r["technique"] == "10. ensembles"]
     assert "-0.30 pts [-0.90, +0.30] for" in row["measured"] and "+0.10 pts [-0.20, +0.50] for" in row["measured"]
+    st["rows"][1] |= {"CI low": 1.5, "CI high": 4.75}
+    write(streaming=st)
+    (row,) = [r for r in claims.other_rows("smoke") if r["technique"] == "7. streaming"]
+    assert row["measured"].endswith("DER +3.21 pts [+1.50, +4.75] vs offline")
 
 
 # ---- the smaller verdicts the chapters glue instead of typing ------------------------------------

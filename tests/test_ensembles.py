@@ -153,6 +153,14 @@ def test_tuned_table_tunes_each_config_and_measures_its_cost():
     assert ens["pipeline cost (x CAM++ alone)"].tolist() == pytest.approx([1.0, 2.0, 10 / 6])
     assert ens["embedding cost (x CAM++)"].tolist() == pytest.approx([1.0, 4.0, 3.0])
     assert en.best_fusion(ens, members, "CAM++").name == "CAM++ 0.50 / GE2E 0.50"
+    # a configuration tuned to the wrong threshold covers half of each of two files: +50 points on both
+    rec2 = data.Recording("r2", torch.zeros(1, 160000), ref, Timeline([Segment(0, 10)]), "simulated", "test")
+    wrong = sweep.copy()
+    wrong.loc[(wrong["config"] == "GE2E alone") & (wrong["threshold"] == 0.5), "tune DER strict (%)"] = -1.0
+    ens = en.tuned_table(pipe, wrong, configs, [rec.as_pyannote_file(), rec2.as_pyannote_file()], [rec, rec2],
+                         {"CAM++": 2.0, "GE2E": 6.0}, test_wall=12.0, base="CAM++")
+    assert ens.loc["CAM++ alone", ["Δ strict vs CAM++ (pts)", "CI low", "CI high"]].tolist() == [0.0, 0.0, 0.0]
+    assert ens.loc["GE2E alone", ["Δ strict vs CAM++ (pts)", "CI low", "CI high"]].tolist() == pytest.approx([50.0] * 3)
 
 
 def test_worth_and_cost_verdict_read_the_measurements():
@@ -160,5 +168,7 @@ def test_worth_and_cost_verdict_read_the_measurements():
     assert en.worth(-1.0, (-2.5, 0.4), 2.0) == ("not worth it: -1.00 points [-2.50, +0.40] for 2.00x the time "
                                                 "(no measurable gain)")
     assert en.worth(0.8, (0.1, 1.5), 2.0) == "not worth it: +0.80 points [+0.10, +1.50] for 2.00x the time"
+    nan = float("nan")
+    assert en.worth(-1.0, (nan, nan), 2.0) == "worth considering: -1.00 points (no CI: one file) for 2.00x the time"
     assert en.cost_verdict(1.5, 2.25) == "refuted: 1.50x and 2.25x the time"
     assert en.cost_verdict(0.9, 2.0).startswith("partly")

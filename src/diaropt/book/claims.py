@@ -497,7 +497,8 @@ def _streaming(st) -> str | None:
     if not one:
         return None
     return (f"1 s chunks: RTFx {fmt(one[0]['RTFx'], '.1f')}, p95 {fmt(one[0]['compute per chunk, p95 (ms)'], '.0f')} ms "
-            f"per chunk, DER {fmt(one[0]['vs offline, strict (pts)'], '+.2f')} pts vs offline")
+            f"per chunk, DER {fmt(one[0]['vs offline, strict (pts)'], '+.2f')} pts"
+            f"{_ci_text([one[0].get('CI low'), one[0].get('CI high')])} vs offline")
 
 
 def _caching(ca) -> str:

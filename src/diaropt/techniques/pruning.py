@@ -514,7 +514,7 @@ def der_table(embedding: str, recordings: list, seg_ref, emb_ref, guide: dict, s
     for (m, r), student in students.items():
         changes += [change(m, f"structural {r}, before KD", student),
                     change(m, f"structural {r}, after KD", recovered[(m, r)])]
-    table, _ = one_change_table(embedding, recordings, seg_ref.forward, trunk_and_pool(emb_ref) if emb_ref else None,
+    table, _ = one_change_table(embedding, recordings, seg_ref.forward, trunk_and_pool(emb_ref) if emb_ref is not None else None,
                                 changes, base=("none", "unpruned"), index=("model", "variant"), progress=progress)
     return table
 

@@ -190,7 +190,7 @@ def verdicts(one, guide_change, chunk: float = 1.0) -> dict[str, str]:
             "stream_verdict_realtime": ("confirmed for the online diarizer built here" if realtime
                                         else "refuted here: slower than real time"),
             "stream_verdict_snippet": ("refuted as written; fixed above" if worse
-                                       else "confirmed: the snippet matched the offline DER")}
+                                       else "confirmed: the snippet is not worse than the offline DER")}
 
 
 # ---- the guide's snippet ---------------------------------------------------------------------
