@@ -117,6 +117,13 @@ class Ratio:
         return asdict(self) | {"unstable": self.unstable}
 
 
+def change_columns(a_files: list[dict], b_files: list[dict]) -> dict[str, float]:
+    """The table columns of B's DER change against A (points): the strict change with its paired
+    bootstrap 95 % CI (``der_change``) and the FluidAudio-style change."""
+    strict, fa = der_change(a_files, b_files), der_change(a_files, b_files, "fluidaudio")
+    return {"Δ strict (pts)": strict.points, "CI low": strict.low, "CI high": strict.high, "Δ FluidAudio (pts)": fa.points}
+
+
 def speed_ratio(a_seconds: list[float], b_seconds: list[float]) -> Ratio:
     """Per-repeat ratios a[i] / b[i] of interleaved runs (repeat i of A next to repeat i of B)."""
     if len(a_seconds) != len(b_seconds) or not a_seconds:

@@ -336,18 +336,14 @@ def threshold_sweep(pipe: EnsembleDiarization, files: list[dict], recs, configs:
     return pd.DataFrame(rows)
 
 
-def _changes(runs: dict, first: str) -> dict:
-    """Strict and FluidAudio-style DER changes of every run against run ``first``, with the strict
-    change's paired bootstrap 95 % CI over files: ``{label: {column: value}}``."""
-    from ..measure.stats import der_change
+def _changes(runs: dict, first: str):
+    """The DER change of every run against run ``first`` (``measure.stats.change_columns``), one
+    row per run label."""
+    import pandas as pd
 
-    out = {}
-    for label, r in runs.items():
-        strict = der_change(runs[first]["files"], r["files"])
-        fa = der_change(runs[first]["files"], r["files"], "fluidaudio")
-        out[label] = {"Δ strict (pts)": strict.points, "CI low": strict.low, "CI high": strict.high,
-                      "Δ FluidAudio (pts)": fa.points}
-    return out
+    from ..measure.stats import change_columns
+
+    return pd.DataFrame({label: change_columns(runs[first]["files"], r["files"]) for label, r in runs.items()}).T
 
 
 def tuned_table(pipe: EnsembleDiarization, sweep, configs: dict, files: list[dict], recs, member_seconds: dict,
@@ -372,8 +368,7 @@ def tuned_table(pipe: EnsembleDiarization, sweep, configs: dict, files: list[dic
                      f"embedding cost (x {base})": emb_s / member_seconds[base],
                      f"pipeline cost (x {base} alone)": (seg_and_rest + emb_s) / (seg_and_rest + member_seconds[base])})
     ens = pd.DataFrame(rows).set_index("config")
-    changes = pd.DataFrame(_changes(runs, f"{base} alone")).T
-    return ens.join(changes.rename(columns={"Δ strict (pts)": f"Δ strict vs {base} (pts)",
+    return ens.join(_changes(runs, f"{base} alone").rename(columns={"Δ strict (pts)": f"Δ strict vs {base} (pts)",
                                             "Δ FluidAudio (pts)": f"Δ FluidAudio vs {base} (pts)"}))
 
 
@@ -406,7 +401,7 @@ def tta_table(segmentation: nn.Module, embedding: str, base: str, member: tuple,
         rows.append({"segmentation": label, "test DER strict (%)": 100 * t["der_strict"],
                      "test DER FluidAudio (%)": 100 * t["der_fluidaudio"], "wall (s)": total,
                      "segmentation + rest (s)": total - embedding_seconds(files, base)})
-    tab = pd.DataFrame(rows).set_index("segmentation").join(pd.DataFrame(_changes(runs, next(iter(runs)))).T)
+    tab = pd.DataFrame(rows).set_index("segmentation").join(_changes(runs, next(iter(runs))))
     first = tab.iloc[0]
     tab["pipeline cost (x)"] = tab["wall (s)"] / first["wall (s)"]
     tab["segmentation cost (x)"] = tab["segmentation + rest (s)"] / first["segmentation + rest (s)"]

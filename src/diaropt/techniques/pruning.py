@@ -23,7 +23,8 @@ channels and LSTM units for real, with a short knowledge-distillation recovery.
   (``distillation_set``, ``distill_students``); ``der_table`` scores every variant, one
   network changed at a time, in the compression chapters' shared harness
   (``measure.scoring.one_change_table``) on the realistic test split; ``verdicts`` and
-  ``summary`` give the chapter's verdict and the figures chapter 90 reads (``pruning-summary-<profile>.json``).
+  ``summary`` give the chapter's verdict and the figures chapter 90 reads
+  (``pruning-summary-<profile>.json``).
 """
 from __future__ import annotations
 
