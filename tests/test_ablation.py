@@ -33,13 +33,14 @@ def test_frontier_rows_are_relative_to_the_reference():
 
 def test_priority_ranks_the_steps_and_skips_missing_summaries():
     table = ablation.priority_table(POINTS)
-    assert list(table["lever"]) == ["ONNX Runtime fp32 for both networks"]  # the only step with both ends measured
+    onnx = "ONNX Runtime fp32 for both networks (and telephone values for band-limited files)"
+    assert list(table["lever"]) == [onnx]  # the only step with both ends measured
     assert table.index[0] == 1
     assert table["speed-up over the previous step"].iloc[0] == pytest.approx(2.0)
     bat = ChapterSummary("batching", "smoke", {"pipe_gain": 3.0})
     qua = ChapterSummary("quantization", "smoke", {"speed_int8": {"segmentation": 1.2, "embedding": 0.8}, "der_int8_points": 0.3})
     table = ablation.priority_table(POINTS, bat, qua)
-    assert list(table["lever"]) == ["batching (segmentation 8)", "ONNX Runtime fp32 for both networks",
+    assert list(table["lever"]) == ["batching (segmentation 8)", onnx,
                                     "fp16 / int8 arithmetic on CPU"]
     assert ablation.priority_table({}).empty
 
@@ -70,3 +71,16 @@ def test_the_reference_is_timed_on_every_file_chapter_01_reuses():
 
     for profile in ("full", "smoke"):
         assert chapter_settings("fusion", profile)["trunk_files"] <= chapter_settings("baseline", profile)["timed_files"]
+
+
+def test_frontier_changes_carry_a_paired_ci_when_the_points_have_per_file_rows():
+    def rows(*errors):
+        return [{"uri": f"f{i}", "der_strict": e / 10.0, "scored_strict": 10.0} for i, e in enumerate(errors)]
+
+    ref = totals(2.0, 0.20) | {"per_file": rows(2, 2, 2, 2)}
+    worse = totals(30.0, 0.30) | {"per_file": rows(3, 4, 3, 5)}  # more error on every file
+    out = {r["variant"]: r for r in ablation.frontier_rows({"reference": ref, "worse": worse, "bare": totals(9.0, 0.2)}, ref)}
+    assert out["reference"]["95 % CI of Δ"] == "[+0.00, +0.00]"
+    low, high = (float(x) for x in out["worse"]["95 % CI of Δ"].strip("[]").split(","))
+    assert 0 < low <= 17.5 <= high
+    assert out["bare"]["95 % CI of Δ"] == "n/a"

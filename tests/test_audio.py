@@ -106,3 +106,32 @@ def test_a_truncated_wav_is_refused_and_an_open_ended_header_is_not(tmp_path):
     flac = tmp_path / "x.flac"
     sf.write(flac, tone(), SR)
     assert declared_wav_frames(flac) is None
+
+
+def test_the_band_detector_tells_telephone_audio_from_wideband_and_from_8_khz(tmp_path):
+    """White noise spreads its energy evenly: about half of it (4-8 kHz of 0.05-8 kHz) lies above
+    4 kHz and about 2 % below 200 Hz. Through the phone line of core.meetings almost none is left
+    in either band: a telephone channel. Resampled through 8 kHz, the high band empties but the
+    low one stays: not a telephone channel. Files read in blocks give the same shares as the
+    tensor; silence has none (nan), and is not called a telephone channel."""
+    import torchaudio
+
+    from diaropt.core.audio import FileSource, band_shares, telephone_band
+    from diaropt.core.meetings import telephone_band as phone_line
+
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal(SR * 30)).astype(np.float32)
+    wide = band_shares(torch.from_numpy(noise)[None])
+    assert 0.45 < wide["high"] < 0.55 and 0.01 < wide["low"] < 0.03
+    phone = band_shares(torch.from_numpy(phone_line(noise.astype(np.float64))[: len(noise)].astype(np.float32))[None])
+    assert phone["high"] < 1e-3 and phone["low"] < 1e-3
+    narrow = band_shares(torchaudio.functional.resample(torchaudio.functional.resample(
+        torch.from_numpy(noise)[None], SR, 8000), 8000, SR))
+    assert narrow["high"] < 1e-2 and narrow["low"] > 0.01  # (the resampler's roll-off leaves a little above 4 kHz)
+    cuts = {"low": 3e-3, "high": 1e-2}
+    assert [telephone_band(s, cuts) for s in (wide, phone, narrow)] == [False, True, False]
+    path = tmp_path / "noise.wav"
+    sf.write(path, noise, SR, subtype="FLOAT")
+    assert band_shares(FileSource(path)) == pytest.approx(wide, rel=1e-6)
+    silent = band_shares(torch.zeros(1, SR * 5))
+    assert np.isnan(silent["low"]) and not telephone_band(silent, cuts)

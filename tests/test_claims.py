@@ -73,8 +73,8 @@ def _legacy_rows(qua, fus, bat, pru, speedup, der_delta):
          else "not measured (smoke)"},
         {"optimization": "Operation fusion", "claimed speed": "1.2x",
          "measured speed (CPU)": f"models: seg {fmt(fus['seg_model_speedup'])}x, emb {fmt(fus['emb_model_speedup'])}x; "
-                                 f"pipeline (shared trunk): {fmt(fus['trunk_e2e_speedup'])}x",
-         "speed verdict": speed_verdict(fus["trunk_e2e_speedup"], 1.2),
+                                 f"pipeline (shared trunk, silent speakers skipped): {fmt(fus['skip_e2e_speedup'])}x",
+         "speed verdict": speed_verdict(fus["skip_e2e_speedup"], 1.2),
          "claimed size": "0 %", "measured size": "0 %", "claimed DER": "0 %",
          "measured DER": f"{fmt(fus['der_delta_points'], '+.2f')} pts", "DER verdict": der_verdict(abs(fus["der_delta_points"]), 0.0)},  # noqa: E501
         {"optimization": "Batch processing", "claimed speed": "2-4x*",
@@ -203,7 +203,7 @@ def test_guide_rows_reproduce_the_chapter_table(speedup, der_delta):
 def test_guide_rows_reproduce_other_outcomes():
     """Other verdicts: fp16 speed confirmed, int8 DER not measured in smoke, fusion DER moved, pruning DER refuted."""
     q = quantization(speed_fp16={"segmentation": 1.6, "embedding": 0.9}, der_int8_points=NAN, der_fp16_points=0.7)
-    f, b = fusion(der_delta_points=-0.12, trunk_e2e_speedup=1.12), batching(pipe_gain=2.5)
+    f, b = fusion(der_delta_points=-0.12, skip_e2e_speedup=1.12), batching(pipe_gain=2.5)
     p = pruning(der_after_kd_points={"segmentation": 0.2, "embedding": 0.4}, speed={"segmentation": 1.0, "embedding": 1.2})
     write(quantization=q, fusion=f, batching=b, pruning=p)
     new = claims.guide_rows("smoke", speedup=20.0, der_delta=0.5)
@@ -215,6 +215,14 @@ def test_guide_rows_reproduce_other_outcomes():
     assert words["Operation fusion"] == ("partly", "refuted")
     assert words["Batch processing"] == ("confirmed", "confirmed")
     assert words["Pruning (30%)"] == ("refuted (structural only)", "confirmed")
+
+
+def test_an_unstable_fusion_speed_ratio_is_shown_but_not_judged():
+    ratio = {"median": 2.6, "low": 1.2, "high": 3.5, "repeats": 3, "unstable": True}
+    write(quantization=quantization(), fusion=fusion(skip_e2e_ratio=ratio), batching=batching(), pruning=pruning())
+    row = {r["optimization"]: r for r in claims.guide_rows("smoke", speedup=20.0, der_delta=0.5)}["Operation fusion"]
+    assert row["speed verdict"] == "not measured (unstable speed ratio: not judged)"
+    assert "2.60x (median of 3 interleaved rounds)" in row["measured speed (CPU)"]
 
 
 def test_missing_summary_is_not_measured_with_the_reason():

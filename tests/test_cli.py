@@ -548,3 +548,14 @@ def test_num_speakers_is_honoured_by_the_optimized_variant(provisioned, tmp_path
     assert max(float(p[3]) + float(p[4]) for p in lines) <= rec.duration + 1e-3
     # pyannote's own hook calls reach the progress lines, through the trunk pipeline's embeddings too
     assert f"[{src.name}] segmentation: 100%" in err and f"[{src.name}] embeddings: 100%" in err
+
+
+def test_diarize_says_when_it_clustered_telephone_band_audio(wav, tmp_path, capsys, fake_pipeline):
+    fake_pipeline.band_decision = {"shares": {"low": 1e-4, "high": 2e-5}, "telephone": True,
+                                   "clustering": {"threshold": 0.6, "min_cluster_size": 5}}
+    rc, _, err = _run(["diarize", wav, "--output", tmp_path / "a.rttm"], capsys)
+    assert rc == 0, err
+    assert "telephone-band audio" in err and "threshold 0.6, minimum cluster size 5" in err
+    fake_pipeline.band_decision = {"shares": {"low": 0.1, "high": 2e-2}, "telephone": False, "clustering": None}
+    rc, _, err = _run(["diarize", wav, "--output", tmp_path / "b.rttm"], capsys)
+    assert rc == 0 and "telephone" not in err

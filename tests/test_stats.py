@@ -224,6 +224,35 @@ def test_a_harness_that_differs_from_the_reference_on_a_timed_file_is_refused():
                                reference=_fake_variant("reference"), harness=_fake_variant("harness", wrong={"r1"}))
 
 
+def test_a_harness_run_that_scored_every_file_is_reused_and_checked_against_the_reference():
+    from diaropt.measure.benchmark import reference_with_harness, run_benchmark
+
+    recs = _fake_recordings(4)
+    # chapter 00's harness run over the whole split (here one that is wrong on r3, an untimed file)
+    scored = run_benchmark(_fake_variant("threads", wrong={"r3"}), recordings=recs, progress=False)
+    calls = []
+    harness = _fake_variant("harness", seconds=1.0)
+    harness_run = harness.run
+    harness.run = lambda rec: calls.append(rec.uri) or harness_run(rec)
+    ref, harn = reference_with_harness(recs, timed_files=2, profile="smoke", embedding="campplus", scored=scored,
+                                       reference=_fake_variant("reference", seconds=5.0), harness=harness)
+    assert set(calls) == {"r0", "r1"}  # the harness runs on the timed files only (warm-up included)
+    for run, own in ((ref, "reference"), (harn, "harness")):
+        assert [f["scored_by"] for f in run["files"]] == [own, own, "harness", "harness"]
+        t = run["totals"]
+        assert t["files"] == 4 and t["timed_files"] == 2 and t["der_strict"] == pytest.approx(scored["totals"]["der_strict"])
+        assert t["timed_audio_seconds"] == pytest.approx(21) and t["audio_seconds"] == pytest.approx(46)
+    assert ref["totals"]["rtfx"] == pytest.approx(21 / 10) and harn["totals"]["rtfx"] == pytest.approx(21 / 2)
+    assert ref["files"][3]["der_strict"] > 0 and ref["totals"]["harness_identical_files"] == 2
+    wrong_on_timed = run_benchmark(_fake_variant("threads", wrong={"r1"}), recordings=recs, progress=False)
+    with pytest.raises(ValueError, match=r"does not reproduce the reference on \['r1'\]"):
+        reference_with_harness(recs, timed_files=2, profile="smoke", embedding="campplus", scored=wrong_on_timed,
+                               reference=_fake_variant("reference"), harness=_fake_variant("harness"))
+    with pytest.raises(ValueError, match="did not score"):
+        reference_with_harness(recs, timed_files=2, profile="smoke", embedding="campplus", scored=scored | {
+            "files": scored["files"][:3]}, reference=_fake_variant("reference"), harness=_fake_variant("harness"))
+
+
 def test_by_source_gives_corpus_level_der_and_speaker_count_accuracy_per_source():
     from diaropt.measure.benchmark import by_source
 

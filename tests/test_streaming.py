@@ -285,3 +285,25 @@ def test_larger_chunks_replayed_from_the_first_equal_live_streams(seg_emb, sampl
     assert runs[2.0]["timed_files"] == runs[1.0]["timed_files"] == 1
     assert runs[5.0]["latency"] == 5.0 and runs[2.0]["latency"] == 3.0
     assert runs[2.0]["pieces"] < runs[1.0]["pieces"]
+
+
+def test_the_onnx_window_analysis_matches_torch_on_a_real_window(provisioned):
+    """build_analyzer runs segmentation and the CAM++ trunk in ONNX Runtime (the chapter and the
+    streaming variant use it): the same local activity and embeddings within float32 rounding of
+    the torch analysis, on a real 10 s window with two speakers."""
+    from diaropt.core.constants import WINDOW_SAMPLES
+    from diaropt.pipelines.streaming import build_analyzer
+
+    choice = models.choose_embedding("campplus")
+    window = data.pyannote_sample().waveform[:, :WINDOW_SAMPLES]
+    onnx, torch_ = build_analyzer(choice), build_analyzer(choice, runtime="torch")
+    assert onnx.segment_fn is not onnx.segmentation and torch_.segment_fn is torch_.segmentation
+    a, b = onnx(window, 0.0), torch_(window, 0.0)
+    assert np.array_equal(a.activity, b.activity) and np.isfinite(a.embeddings).any()
+    same = np.isfinite(a.embeddings).all(axis=1)
+    assert np.array_equal(same, np.isfinite(b.embeddings).all(axis=1))
+    cos = (a.embeddings[same] * b.embeddings[same]).sum(1) / np.linalg.norm(a.embeddings[same], axis=1) / np.linalg.norm(
+        b.embeddings[same], axis=1)
+    assert cos.min() > 0.999
+    with pytest.raises(StreamError, match="runtime"):
+        build_analyzer(choice, runtime="coreml")

@@ -209,3 +209,47 @@ def test_block_trunk_recomputes_after_its_trunk_is_replaced(provisioned):
     again = pipe.get_embeddings(f, seg, exclude_overlap=True)
     done = ~np.isnan(again)
     assert done.any() and np.all(again[done] == 0.5) and not np.allclose(first[done], 0.5)
+
+
+def test_band_limited_input_is_really_clustered_with_the_telephone_values(provisioned):
+    """The switch of BlockTrunkDiarization: a file the detector calls band-limited is clustered
+    with the telephone values (here ones that split it into many speakers), the pipeline's
+    own values are back afterwards, and a file it calls wideband gets the pipeline's own output.
+    band_runs gives both diarizations from one pass of the networks."""
+    from diaropt.core.meetings import telephone_copy
+    from diaropt.pipelines.optimized import build_optimized_pipeline
+    from diaropt.pipelines.reference import run_pyannote
+
+    rec = telephone_copy(data.pyannote_sample())  # two speakers, through a phone line
+    pipe = build_optimized_pipeline("campplus", runtime="torch", telephone=False)
+    assert pipe.__dict__.get("_band") is None
+    own = pipe.clustering.threshold, pipe.clustering.min_cluster_size
+    plain, _ = run_pyannote(pipe, rec)
+    assert pipe.band_decision is None
+    split = {"threshold": 0.01, "min_cluster_size": 1}
+    pipe.set_band_clustering(split, {"low": 1.0, "high": 1.0})  # every file counts as telephone-band
+    many, _ = run_pyannote(pipe, rec)
+    assert len(many.labels()) > len(plain.labels()) + 1
+    assert pipe.band_decision["telephone"] and pipe.band_decision["clustering"] == split
+    assert (pipe.clustering.threshold, pipe.clustering.min_cluster_size) == own
+    pipe.set_band_clustering(split, {"low": 0.0, "high": 0.0})  # no file does
+    again, _ = run_pyannote(pipe, rec)
+    assert not pipe.band_decision["telephone"] and metrics.der(plain, again) == 0.0
+
+
+def test_telephone_values_are_read_from_the_config_at_their_step(tmp_path):
+    import yaml
+
+    from diaropt.core.config import CONFIG, telephone_params
+
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg["campplus"].pop("telephone", None)
+    path = tmp_path / "reference.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert telephone_params("campplus", 0.25, path) is None
+    cfg["campplus"]["telephone"] = {"clustering": {"threshold": 0.6, "min_cluster_size": 5}, "step": 0.25,
+                                    "cuts": {"low": 3e-3, "high": 4e-5}}
+    path.write_text(yaml.safe_dump(cfg))
+    assert telephone_params("campplus", 0.25, path) == {"clustering": {"threshold": 0.6, "min_cluster_size": 5},
+                                                        "cuts": {"low": 3e-3, "high": 4e-5}}
+    assert telephone_params("campplus", 0.5, path)["clustering"]["min_cluster_size"] == 3  # the same seconds of speech

@@ -101,6 +101,11 @@ def _tune(args):
 
         res = tune_online_threshold(args.embedding, profile=args.profile)
         write_online(args.embedding, res)
+    elif args.telephone:
+        from .measure.tuning import tune_telephone, write_telephone
+
+        res = tune_telephone(args.embedding, profile=args.profile)
+        write_telephone(args.embedding, res)
     else:
         from .measure.tuning import tune_clustering, write_tuned
 
@@ -239,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iterations", type=int, default=80)
     s.add_argument("--profile", default="full", choices=["full", "smoke"])
     s.add_argument("--online", action="store_true", help="tune the streaming diarizer's new-speaker threshold")
+    s.add_argument("--telephone", action="store_true",
+                   help="choose optimized's clustering values for telephone-band input, and the band detector's cut, "
+                        "on phone copies of the tune and dev splits (written to the config's telephone entry)")
     s.add_argument("--pipeline", default="reference", choices=["reference", "optimized"],
                    help="whose clustering to tune (optimized: written to the config's optimized block, which "
                         "then replaces the reference's values rescaled to its step)")

@@ -23,6 +23,14 @@ def speed_verdict(measured: float, claimed_low: float, claimed_high: float | Non
     return "refuted"
 
 
+def ratio_verdict(ratio, claimed_low: float, claimed_high: float | None = None) -> str:
+    """``speed_verdict`` on the median of interleaved repeats (a ``measure.stats.Ratio``); a ratio
+    whose spread is too wide (``Ratio.unstable``) is shown but not judged."""
+    if ratio.unstable:
+        return "unstable: not judged"
+    return speed_verdict(ratio.median, claimed_low, claimed_high)
+
+
 def der_verdict(delta_points: float, claimed_max_points: float, ci: tuple[float, float] | None = None) -> str:
     """Verdict on a claimed DER bound (points of DER) from a measured change and, when given, its
     95 % confidence interval ``(low, high)``. A bound of 0 means "no change": it is checked on both

@@ -56,6 +56,18 @@ def optimized_params(embedding: str, segmentation_step: float, config: Path = CO
     return params
 
 
+def telephone_params(embedding: str, segmentation_step: float, config: Path = CONFIG) -> dict | None:
+    """``optimized``'s clustering values for band-limited input and the detector's cut, when the
+    block has them (``telephone``: ``measure.tuning.tune_telephone``, chosen on phone copies of the
+    tune and dev splits): ``{"clustering": {threshold, min_cluster_size rescaled to the step},
+    "cuts": {"low": ..., "high": ...}}`` (``core.audio.telephone_band``); ``None`` otherwise."""
+    tel = config_block(embedding, config).get("telephone")
+    if not tel:
+        return None
+    return {"clustering": rescaled(dict(tel["clustering"]), tel["step"], segmentation_step),
+            "cuts": {k: float(v) for k, v in tel["cuts"].items()}}
+
+
 def rescaled(clustering: dict, from_step: float, to_step: float) -> dict:
     """Clustering values with ``min_cluster_size`` (a count of embeddings, one per window and
     speaker) moved from one segmentation step to another so that it stands for the same seconds

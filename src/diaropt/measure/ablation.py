@@ -5,12 +5,13 @@ step, ONNX Runtime, segmentation batch 8). The ablation runs the steps between t
 and ``optimized`` one lever at a time (``ABLATION``) on the same files, which gives the
 speed/DER frontier (``frontier_rows``) and the priority list of chapter 90 (``priority_table``:
 speed-up of each step over the previous one, with the batching and int8 figures of their
-chapters). The first step is the harness that scores the reference in chapter 00, whose run
-there is reused; the reference itself is timed on its first files only, so every speed-up over
-it is taken on those files (``point``, ``speedup``). ``optimized_floor`` counts the network work
-``optimized`` does on the test split (segmentation windows at its step, one embedding trunk per
-10 s block) and divides it by the CPU's measured fp32 GEMM peak: the time a perfect kernel would
-need for the same work.
+chapters), on the realistic test split. The first step is the harness that scores the
+reference in chapter 00, whose run there is reused; the reference itself is timed on its first
+files only, so every speed-up over it is taken on those files (``point``, ``speedup``), while
+every DER change is over the whole split, with its paired bootstrap CI (``frontier_rows``).
+``optimized_floor`` counts the network work ``optimized`` does on the test split (segmentation
+windows at its step, one embedding trunk per 10 s block) and divides it by the CPU's measured
+fp32 GEMM peak: the time a perfect kernel would need for the same work.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ STEPS_TAKEN = [
     ("do less embedding work: shared trunk, skip silent speakers", HARNESS_STEP, "reference"),
     ("embed each second once: block trunk", "block trunk, step 1 s (torch)", HARNESS_STEP),
     ("coarser segmentation step (2.5 s)", "block trunk, step 2.5 s (torch)", "block trunk, step 1 s (torch)"),
-    ("ONNX Runtime fp32 for both networks", "optimized", "block trunk, step 2.5 s (torch)"),
+    ("ONNX Runtime fp32 for both networks (and telephone values for band-limited files)", "optimized",
+     "block trunk, step 2.5 s (torch)"),
 ]
 # the step alone, on stock pyannote: shown beside the path (not a step of it)
 STEP_ALONE = (f"the {10 * OPTIMIZED['segmentation_step']:g} s step alone, on stock pyannote", STOCK_STEP, "reference")
@@ -52,8 +54,9 @@ STEP_ALONE = (f"the {10 * OPTIMIZED['segmentation_step']:g} s step alone, on sto
 def point(result: dict, timed_uris: list[str] | None = None) -> dict:
     """A ``run_benchmark`` result as an ablation point: its totals, plus ``rtfx_timed``, its RTFx
     on ``timed_uris`` (the files the reference itself was timed on; chapter 00 scores the others
-    through the exact harness), so that speed ratios to the reference compare the same audio."""
-    t = dict(result["totals"])
+    through the exact harness), so that speed ratios to the reference compare the same audio, and
+    ``per_file``, its per-file score rows (for the paired CI of its DER change)."""
+    t = dict(result["totals"]) | {"per_file": result["files"]}
     if timed_uris:
         t["rtfx_timed"] = subset_result(result, timed_uris)["totals"]["rtfx"]
     return t
@@ -105,11 +108,20 @@ def speedup(after: dict, before: dict) -> float:
 
 def frontier_rows(points: dict, reference: dict) -> list[dict]:
     """One row per variant: RTFx (its own run), ratio to the reference (on the files the reference
-    was timed on, ``speedup``), DER (both conventions), strict DER change, peak RSS."""
+    was timed on, ``speedup``), DER (both conventions), strict DER change with its paired bootstrap
+    95 % CI over files (when both points carry ``per_file`` rows), peak RSS."""
+    from .stats import der_change
+
+    def ci(t):
+        if "per_file" not in t or "per_file" not in reference:
+            return "n/a"
+        c = der_change(reference["per_file"], t["per_file"])
+        return f"[{c.low:+.2f}, {c.high:+.2f}]"
+
     return [{"variant": k, "RTFx": t["rtfx"], "x reference": speedup(t, reference),
              "DER strict (%)": 100 * t["der_strict"], "DER FluidAudio-style (%)": 100 * t["der_fluidaudio"],
              "Δ strict vs reference (pts)": 100 * (t["der_strict"] - reference["der_strict"]),
-             "peak RSS (MiB)": t["peak_rss_mib"]} for k, t in points.items()]
+             "95 % CI of Δ": ci(t), "peak RSS (MiB)": t["peak_rss_mib"]} for k, t in points.items()]
 
 
 def priority_table(points: dict, batching=None, quantization=None):

@@ -80,19 +80,25 @@ def subset_result(result: dict, uris: list[str]) -> dict:
     if untimed:
         raise ValueError(f"{untimed[:3]} were scored but not timed by {result.get('variant')!r} "
                          f"(timed: its first {result['totals'].get('timed_files')} files)")
-    totals = {f"{part}_{conv}": corpus_rate(files, part, conv, empty=0.0)
-              for conv in ("strict", "fluidaudio") for part in ("der", "missed", "false", "confusion")}
     stages = {s: sum(f["stages"][s] for f in files) for s in STAGES}
-    audio = sum(f["seconds"] for f in files)
-    totals |= {"audio_seconds": audio, "wall_seconds": stages["total"], "rtfx": audio / stages["total"],
-               "stage_seconds": stages, "peak_rss_mib": result["totals"]["peak_rss_mib"], "files": len(files),
-               "speakers_hyp_mean": statistics.mean(f["speakers_hyp"] for f in files),
-               "speakers_ref_mean": statistics.mean(f["speakers_ref"] for f in files)}
+    totals = row_totals(files)
+    totals |= {"wall_seconds": stages["total"], "rtfx": totals["audio_seconds"] / stages["total"],
+               "stage_seconds": stages, "peak_rss_mib": result["totals"]["peak_rss_mib"]}
     return result | {"files": files, "totals": totals, "subset_of": result.get("created")}
 
 
+def row_totals(files: list[dict]) -> dict:
+    """The accuracy totals of per-file score rows: corpus-level DER and its parts in both
+    conventions (errors summed / scored speech summed), audio seconds, files and mean speaker counts."""
+    totals = {f"{part}_{conv}": corpus_rate(files, part, conv, empty=0.0)
+              for conv in ("strict", "fluidaudio") for part in ("der", "missed", "false", "confusion")}
+    return totals | {"audio_seconds": sum(f["seconds"] for f in files), "files": len(files),
+                     "speakers_hyp_mean": statistics.mean(f["speakers_hyp"] for f in files),
+                     "speakers_ref_mean": statistics.mean(f["speakers_ref"] for f in files)}
+
+
 def reference_with_harness(recordings: list, *, timed_files: int, profile: str, embedding: str,
-                           harness=HARNESS, reference="reference") -> tuple[dict, dict]:
+                           harness=HARNESS, reference="reference", scored: dict | None = None) -> tuple[dict, dict]:
     """The reference pipeline's result on ``recordings``, its slowest part shared.
 
     pyannote's reference embeds every (window, local speaker) pair through the whole network, so
@@ -110,15 +116,27 @@ def reference_with_harness(recordings: list, *, timed_files: int, profile: str, 
     timings) and the harness's DER rows for the others (``scored_by`` names which; no timing);
     its DER totals are over all recordings, its timing totals (``rtfx``, ``wall_seconds``,
     ``stage_seconds``, ``timed_audio_seconds``) over the timed files, and peak RSS is the
-    reference's own."""
+    reference's own.
+
+    ``scored``: a harness run that already scored every recording (chapter 00's
+    ``measure.tuning.clustering_runs`` over the realistic test split, networks in worker
+    threads). The harness then runs on the timed files only (for its timing and the identity
+    check), ``scored`` must give the reference's own per-file DER and speaker count on each of
+    them (or ``ValueError``), and both returned results take ``scored``'s rows for the other
+    files: each is then timed on the timed files and scored on all of them."""
     from ..core.metrics import der
 
     if not 1 <= timed_files <= len(recordings):
         raise ValueError(f"timed_files must be 1..{len(recordings)}, got {timed_files}")
     timed = recordings[:timed_files]
+    if scored is not None:
+        have = {f["uri"] for f in scored["files"]}
+        if missing := [r.uri for r in recordings if r.uri not in have]:
+            raise ValueError(f"the harness run passed as scored did not score {missing[:3]}")
     ref_h, harn_h = {}, {}
     ref = run_benchmark(reference, recordings=timed, profile=profile, embedding=embedding, hypotheses=ref_h)
-    harn = run_benchmark(harness, recordings=recordings, profile=profile, embedding=embedding, hypotheses=harn_h)
+    harn = run_benchmark(harness, recordings=timed if scored is not None else recordings, profile=profile,
+                         embedding=embedding, hypotheses=harn_h)
     harness = harn["variant"]
     differ = {}
     for r in timed:
@@ -128,17 +146,38 @@ def reference_with_harness(recordings: list, *, timed_files: int, profile: str, 
     if differ:
         raise ValueError(f"the {harness!r} harness does not reproduce the reference on {sorted(differ)} "
                          f"(DER of one against the other: {differ}); it cannot stand in for the reference")
-    ref_rows = {f["uri"]: f | {"scored_by": "reference"} for f in ref["files"]}
-    timing = ("stages", "rtfx", "wall_samples")  # the harness's own timings: not the reference's
-    files = [ref_rows.get(f["uri"]) or {k: v for k, v in f.items() if k not in timing} | {"scored_by": harness}
-             for f in harn["files"]]
-    rt = ref["totals"]
-    totals = dict(harn["totals"]) | {
-        "timed_audio_seconds": rt["audio_seconds"],
-        "wall_seconds": rt["wall_seconds"], "rtfx": rt["rtfx"], "stage_seconds": rt["stage_seconds"],
-        "peak_rss_mib": rt["peak_rss_mib"], "files": len(files), "timed_files": timed_files,
-        "harness": harness, "harness_identical_files": len(timed)}
-    return ref | {"files": files, "totals": totals}, harn
+    if scored is None:
+        ref_all = _scored_by(ref, harn["files"], harness, "reference")
+        ref_all["totals"]["harness_identical_files"] = len(timed)
+        return ref_all, harn
+    rows = {f["uri"]: f for f in scored["files"]}
+    apart = {f["uri"]: (f["der_strict"], rows[f["uri"]]["der_strict"]) for f in ref["files"]
+             if abs(f["der_strict"] - rows[f["uri"]]["der_strict"]) > 1e-9
+             or f["speakers_hyp"] != rows[f["uri"]]["speakers_hyp"]}
+    if apart:
+        raise ValueError(f"the harness run passed as scored does not reproduce the reference on {sorted(apart)} "
+                         f"(strict DER, reference vs scored: {apart})")
+    everything = [rows[r.uri] for r in recordings]
+    ref_all = _scored_by(ref, everything, harness, "reference")
+    ref_all["totals"]["harness_identical_files"] = len(timed)
+    return ref_all, _scored_by(harn, everything, harness, harness)
+
+
+def _scored_by(timed: dict, rows: list[dict], harness: str, own: str) -> dict:
+    """``timed`` (a ``run_benchmark`` result on the first files) extended to every file of
+    ``rows`` (a harness's per-file score rows, in order): its own rows (with timings, ``scored_by``
+    ``own``) where it ran, the harness's (timings dropped) elsewhere; accuracy totals over all
+    files, timing totals and peak RSS of ``timed``'s own run."""
+    own_rows = {f["uri"]: f | {"scored_by": own} for f in timed["files"]}
+    timing = ("stages", "rtfx", "wall_samples")  # the harness's own timings: not the timed run's
+    files = [own_rows.get(f["uri"]) or {k: v for k, v in f.items() if k not in timing} | {"scored_by": harness}
+             for f in rows]
+    t = timed["totals"]
+    totals = row_totals(files) | {
+        "timed_audio_seconds": t["audio_seconds"], "wall_seconds": t["wall_seconds"], "rtfx": t["rtfx"],
+        "stage_seconds": t["stage_seconds"], "peak_rss_mib": t["peak_rss_mib"], "timed_files": t["files"],
+        "harness": harness}
+    return timed | {"files": files, "totals": totals}
 
 
 def interleaved_speed(variants: list, recordings: list, *, repeats: int = 3, progress: bool = True,

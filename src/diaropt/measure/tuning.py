@@ -33,8 +33,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..core.config import CONFIG, REFERENCE_STEP, optimized_params, reference_params, rescaled, write_config
-from ..core.models import choose_embedding, load_segmentation
+from ..core.config import (
+    CONFIG,
+    REFERENCE_STEP,
+    config_block,
+    optimized_params,
+    reference_params,
+    rescaled,
+    telephone_params,
+    write_config,
+)
+from ..core.models import choose_embedding
 
 TUNED_CLUSTERING = ("threshold", "min_cluster_size")  # tuned jointly; the linkage method stays 3.1's
 
@@ -271,12 +280,12 @@ def tune_online_threshold(embedding: str = "campplus", step: float = 1.0, latenc
                           profile: str = "full", thresholds=None) -> dict:
     """Grid-search the new-speaker threshold on the tune split (strict DER), by replay."""
     from ..core.meetings import evaluation_set
-    from ..pipelines.streaming import WindowAnalyzer
+    from ..pipelines.streaming import build_analyzer
     from ..techniques.streaming import record_windows, sweep
 
     thresholds = list(thresholds if thresholds is not None else np.round(np.arange(0.20, 1.01, 0.04), 2))
     recs = evaluation_set("tune", profile)
-    analyzer = WindowAnalyzer(load_segmentation(), choose_embedding(embedding).model)
+    analyzer = build_analyzer(choose_embedding(embedding))
     rows = sweep(analyzer, recs, record_windows(analyzer, recs, step), thresholds, [latency])
     best = min(rows, key=lambda r: r["der_strict"])
     if len(thresholds) > 2 and best["threshold"] in (min(thresholds), max(thresholds)):
@@ -296,3 +305,149 @@ def write_online(embedding: str, tuned: dict, config=None) -> None:
                                           "files": tuned["files"], "profile": tuned["profile"],
                                           "date": datetime.date.today().isoformat()}}
     write_config(cfg, path)
+
+
+# ---- telephone-band input: optimized's clustering through a phone line (chapter 90) ----------
+
+TELEPHONE_GRID = {"threshold": [0.4, 0.5, 0.6, 0.7, 0.8], "min_cluster_size": [2, 3, 5, 8, 12]}
+
+
+def through_phone(recordings: list) -> list:
+    """Each recording as a phone line delivers it (``core.meetings.telephone_copy``), except those
+    already telephone-band (the splits' telephone meetings), kept as they are."""
+    from ..core.meetings import telephone_copy
+
+    return [r if "telephone" in r.meta.get("condition", r.source) else telephone_copy(r) for r in recordings]
+
+
+def eight_khz_copy(rec):
+    """The recording as a plain 8 kHz recording delivers it once resampled to 16 kHz (no telephone
+    channel: no 300-3400 Hz band-pass, no mu-law), with the same uri and reference."""
+    import dataclasses
+
+    import torchaudio
+
+    y = torchaudio.functional.resample(torchaudio.functional.resample(rec.waveform, 16000, 8000), 8000, 16000)
+    return dataclasses.replace(rec, waveform=y[:, : rec.waveform.shape[-1]].contiguous(),
+                               meta=rec.meta | {"condition": f"{rec.meta.get('condition', rec.source)}, at 8 kHz"})
+
+
+def _cut(below: list[float], above: list[float], what: str) -> float:
+    """The geometric mean of the largest of ``below`` and the smallest of ``above``."""
+    lo, hi = max(below), min(above)
+    if not lo < hi:
+        raise ValueError(f"the {what} shares overlap ({lo:.2e} >= {hi:.2e}): no cut separates them")
+    return float(np.sqrt(lo * hi))
+
+
+def tune_telephone(embedding: str = "campplus", profile: str = "full", grid: dict | None = None,
+                   splits: tuple[str, ...] = ("tune", "dev"), progress: bool = True) -> dict:
+    """``optimized``'s clustering values for telephone-band input, and the detector's cuts.
+
+    Through a phone line the embeddings of different speakers move closer together, and
+    ``optimized``'s values merge the speakers of most two-person calls (chapter 90). The
+    threshold and minimum cluster size are grid-searched (``grid``, at ``optimized``'s step;
+    strict DER; the networks run once per file, ``clustering_runs``) on the phone copies of the
+    ``splits`` (tune and dev; never test). The detector (``core.audio.band_shares``,
+    ``telephone_band``) has two cuts, each the geometric mean of the closest shares on either
+    side (``ValueError`` when they overlap): above 4 kHz, between the phone copies and their
+    wideband originals; below 200 Hz, between the phone copies and plain 8 kHz copies of the same
+    originals (``eight_khz_copy``), which keep their bass and are better served by the 16 kHz
+    values (chapter 90 shows it)."""
+    from ..core.audio import band_shares
+    from ..core.meetings import evaluation_set
+    from ..pipelines.optimized import OPTIMIZED
+
+    grid = grid or TELEPHONE_GRID
+    wide, phone = [], []
+    for split in splits:
+        recs = evaluation_set(split, profile)
+        wide += [r for r in recs if "telephone" not in r.meta.get("condition", r.source)]
+        phone += through_phone(recs)
+    shares = {name: [band_shares(r.waveform) for r in recs]
+              for name, recs in (("phone", phone), ("wide", wide), ("8 kHz", [eight_khz_copy(r) for r in wide]))}
+    cuts = {"high": _cut([s["high"] for s in shares["phone"]], [s["high"] for s in shares["wide"]], "above-4-kHz"),
+            "low": _cut([s["low"] for s in shares["phone"]], [s["low"] for s in shares["8 kHz"]], "below-200-Hz")}
+    settings = {"configured": {}} | {f"{t:g}/{m}": {"clustering": {"threshold": t, "min_cluster_size": m}}
+                                     for t in grid["threshold"] for m in grid["min_cluster_size"]}
+    runs = clustering_runs(phone, settings, embedding=embedding, progress=progress, pipeline="optimized")
+    best = min((k for k in runs if k != "configured"), key=lambda k: runs[k]["totals"]["der_strict"])
+    clustering = {k: runs[best]["clustering"][k] for k in TUNED_CLUSTERING}
+    edges = [k for k in TUNED_CLUSTERING if len(grid[k]) > 2 and clustering[k] in (min(grid[k]), max(grid[k]))]
+    if edges:
+        raise ValueError(f"the best {', '.join(edges)} lies at the edge of the grid {grid}: widen it")
+    closest = {f"{band} ({name}: {'largest' if name == 'phone' else 'smallest'})":
+               (max if name == "phone" else min)(s[band] for s in shares[name])
+               for band, names in (("high", ("phone", "wide")), ("low", ("phone", "8 kHz"))) for name in names}
+    return {"clustering": {"threshold": float(clustering["threshold"]), "min_cluster_size": int(clustering["min_cluster_size"])},
+            "step": OPTIMIZED["segmentation_step"], "cuts": cuts,
+            "chosen": {"splits": list(splits), "files": len(phone), "minutes": round(sum(r.duration for r in phone) / 60, 1),
+                       "strict_der": round(runs[best]["totals"]["der_strict"], 4),
+                       "strict_der_configured": round(runs["configured"]["totals"]["der_strict"], 4),
+                       "grid": grid, "closest_shares": closest, "profile": profile,
+                       "date": datetime.date.today().isoformat()}}
+
+
+def write_telephone(embedding: str, tuned: dict, config: Path = CONFIG) -> None:
+    """Freeze ``tune_telephone``'s result as the block's ``telephone`` entry (other keys untouched;
+    ``core.config.telephone_params`` reads it)."""
+    cfg = yaml.safe_load(Path(config).read_text())
+    cfg[embedding]["telephone"] = tuned
+    write_config(cfg, config)
+
+
+def band_runs(recordings: list, *, embedding: str = "campplus", progress: bool = True) -> dict[str, dict]:
+    """The command line's ``optimized`` (ONNX Runtime, its telephone values configured) on
+    ``recordings``, scored twice from one pass of its networks (pyannote's training mode keeps each
+    file's segmentation and embeddings): ``"as configured"``, where each file the band detector
+    finds band-limited is clustered with the telephone values (``decisions``: per file, the
+    detector's share and decision), and ``"16 kHz values"``, the same pipeline with the switch off.
+    Without telephone values for the model (``python -m diaropt tune --telephone`` writes them),
+    both are the one run of the 16 kHz values."""
+    from tqdm.auto import tqdm
+
+    from ..core.audio import band_shares
+    from ..pipelines.optimized import build_optimized_pipeline
+    from .scoring import score
+
+    pipe = build_optimized_pipeline(embedding)
+    band = pipe.__dict__.get("_band")
+    pipe.training = True
+    switches = {"as configured": band, "16 kHz values": None} if band is not None else {"as configured": None}
+    hyps = {name: [] for name in switches}
+    decisions = []
+    for rec in tqdm(recordings, desc="optimized, with and without its telephone values", disable=not progress):
+        f = rec.as_pyannote_file()
+        for name, switch in switches.items():
+            pipe.__dict__["_band"] = switch
+            out = pipe(f)
+            hyps[name].append(out.speaker_diarization if hasattr(out, "speaker_diarization") else out)
+            if name == "as configured":
+                decisions.append({"uri": rec.uri} | (pipe.band_decision or {
+                    "shares": band_shares(rec.waveform), "telephone": False, "clustering": None}))
+        pipe.__dict__["_band"] = band
+    runs = {name: score(recordings, h) for name, h in hyps.items()}
+    runs.setdefault("16 kHz values", runs["as configured"])
+    runs["as configured"]["decisions"] = decisions
+    return runs
+
+
+def telephone_figures(embedding: str, recordings: list) -> dict[str, str]:
+    """The telephone values ``optimized`` uses (``core.config.telephone_params``) in words, where
+    they were chosen, the detector's cut, and which of ``recordings`` (at 16 kHz) the detector
+    calls band-limited: chapter 90's phone-line section glues them."""
+    from ..core.audio import band_shares, telephone_band
+    from ..pipelines.optimized import OPTIMIZED
+
+    tel = telephone_params(embedding, OPTIMIZED["segmentation_step"])
+    if tel is None:
+        none = f"none configured for {embedding}"
+        return {"tel_values": none, "tel_chosen_on": none, "tel_cut": "none", "wide_called": f"0 of {len(recordings)}"}
+    chosen = config_block(embedding)["telephone"]["chosen"]
+    called = [r.uri for r in recordings if telephone_band(band_shares(r.waveform), tel["cuts"])]
+    return {"tel_values": f"threshold {tel['clustering']['threshold']:g}, minimum cluster size "
+                          f"{tel['clustering']['min_cluster_size']}",
+            "tel_chosen_on": f"{chosen['minutes']:g} minutes in {chosen['files']} files of the "
+                             f"{' and '.join(chosen['splits'])} splits",
+            "tel_cut": f"below 200 Hz {tel['cuts']['low']:.1e}, above 4 kHz {tel['cuts']['high']:.1e}",
+            "wide_called": f"{len(called)} of {len(recordings)}" + (f" ({', '.join(called)})" if called else "")}

@@ -174,6 +174,13 @@ def diarize_file(source, output, spec: dict, progress=None, variant=None) -> Out
         with reporting(progress):
             hyp, _ = variant.run(rec)
         outcome.seconds = time.perf_counter() - t0
+        band = getattr(variant.pipeline, "band_decision", None)
+        if band and band["telephone"]:
+            c = band["clustering"]
+            outcome.notes.append(f"telephone-band audio (shares of energy below 200 Hz {band['shares']['low']:.1e}, "
+                                 f"above 4 kHz {band['shares']['high']:.1e}): "
+                                 f"clustered with threshold {c['threshold']:g}, minimum cluster size "
+                                 f"{c['min_cluster_size']} (chosen for band-limited speech)")
     except DiaroptError as e:
         outcome.error = str(e)
         return outcome

@@ -18,12 +18,14 @@ Everything else — clustering's rules, aggregation — is pyannote's, unchanged
 threshold and minimum cluster size are re-tuned for this pipeline on the tune split, as the
 reference's were (``measure.tuning``, ``configs/reference.yaml``: ``optimized``): at a 2.5 s step a
 speaker yields 2.5 times fewer embeddings, so the reference's minimum cluster size would stand for
-2.5 times more speech.
+2.5 times more speech. Band-limited input (telephone speech, 8 kHz audio resampled; chapter 90)
+is clustered with values chosen for it on phone copies of the tune and dev splits
+(``core.config.telephone_params``, ``BlockTrunkDiarization.set_band_clustering``).
 Its DER is measured against the reference on the same files, never assumed.
 """
 from __future__ import annotations
 
-from ..core.config import optimized_params
+from ..core.config import optimized_params, telephone_params
 from ..core.models import choose_embedding, load_segmentation
 from ..portable.onnx import ort_segmentation, ort_trunk
 from .clustering import use_vector_linkage
@@ -36,19 +38,24 @@ OPTIMIZED = {"segmentation_step": 0.25, "segmentation_batch_size": 8, "runtime":
 
 def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMIZED["segmentation_step"],
                              runtime: str = OPTIMIZED["runtime"], params=None, threads: int | None = None,
-                             segmentation_model=None, embedding_model=None, linkage: str = OPTIMIZED["linkage"]):
+                             segmentation_model=None, embedding_model=None, linkage: str = OPTIMIZED["linkage"],
+                             telephone: bool = True):
     """Block-trunk pipeline with a coarser step; ONNX Runtime for both networks if asked
     (``threads``: ONNX Runtime intra-op threads; default: one per physical core).
 
     ``segmentation_model`` (a ``PlainSegmentation``) and ``embedding_model`` (a
     ``CAMPPlusEmbedding``) replace the real networks, e.g. by pruned copies. ``params`` default to
     the clustering values tuned for this pipeline (``core.config.optimized_params``: the minimum
-    cluster size in the same seconds of speech at any step)."""
+    cluster size in the same seconds of speech at any step). ``telephone``: band-limited input
+    (telephone speech, 8 kHz audio resampled) is clustered with the values configured for it,
+    when there are some (``core.config.telephone_params``, ``BlockTrunkDiarization.set_band_clustering``);
+    not with explicit ``params``, which are used as given."""
     if runtime not in ("onnxruntime", "torch"):
         raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
     if linkage not in ("vector", "scipy"):
         raise ValueError(f"linkage must be 'vector' or 'scipy', got {linkage!r}")
     choice = choose_embedding(embedding) if isinstance(embedding, str) else embedding
+    band = telephone_params(choice.name, segmentation_step) if telephone and params is None else None
     params = params or optimized_params(choice.name, segmentation_step)
     if runtime == "onnxruntime":  # exports go through portable.onnx's cache (no temporary folders)
         seg = segmentation_model if segmentation_model is not None else load_segmentation()
@@ -73,6 +80,8 @@ def build_optimized_pipeline(embedding="auto", segmentation_step: float = OPTIMI
             pipe.runtime = "onnxruntime (segmentation); torch (embedding trunk: no ONNX export wired for it)"
     if linkage == "vector":
         use_vector_linkage(pipe)
+    if band is not None:
+        pipe.set_band_clustering(band["clustering"], band["cuts"])
     return pipe
 
 
@@ -85,6 +94,9 @@ def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMI
             f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering threshold "
             f"{pipe.clustering.threshold:.3f}, min cluster size {pipe.clustering.min_cluster_size}, {linkage} linkage "
             f"({pipe.embedding_choice.name})")
+    if band := pipe.__dict__.get("_band"):
+        desc += (f"; telephone-band input: threshold {band[0]['threshold']:g}, min cluster size "
+                 f"{band[0]['min_cluster_size']}")
     return pipeline_variant("optimized", pipe, desc)
 
 

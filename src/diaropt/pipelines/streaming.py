@@ -89,9 +89,12 @@ class WindowAnalyzer:
     """Segmentation + one embedding per local speaker for a 10 s window.
 
     ``integrated(waveforms (1, 1, N), masks (1, S, F)) -> (1, S, D)`` defaults to the shared
-    trunk of the embedding model (``techniques.shared_trunk.trunk_and_pool``)."""
+    trunk of the embedding model (``pipelines.trunks.trunk_and_pool``); ``segment_fn(waveforms
+    (1, 1, N)) -> log-probabilities`` to the segmentation model itself (``build_analyzer`` passes
+    ONNX Runtime sessions for both)."""
 
-    def __init__(self, segmentation, embedding_model=None, integrated=None, min_embed_seconds: float = 0.5):
+    def __init__(self, segmentation, embedding_model=None, integrated=None, min_embed_seconds: float = 0.5,
+                 segment_fn=None):
         from pyannote.audio.utils.powerset import Powerset
 
         from .trunks import trunk_and_pool
@@ -104,6 +107,7 @@ class WindowAnalyzer:
             def integrated(w, m):
                 return pool(frames_of(w), m)
         self.segmentation = segmentation.eval()
+        self.segment_fn = segment_fn or self.segmentation
         self.integrated = integrated
         self.powerset = Powerset(3, 2)  # segmentation-3.0: 3 local speakers, at most 2 at once
         self.num_frames = segmentation.num_frames(WINDOW_SAMPLES)
@@ -115,7 +119,7 @@ class WindowAnalyzer:
     def segment(self, window: torch.Tensor) -> np.ndarray:
         """(1, N) window -> (frames, 3) binary local speaker activity."""
         with torch.inference_mode():
-            log_probs = self.segmentation(window[None])
+            log_probs = self.segment_fn(window[None])
             return self.powerset.to_multilabel(log_probs)[0].numpy()
 
     def __call__(self, window: torch.Tensor, start: float) -> WindowResult:
@@ -131,6 +135,23 @@ class WindowAnalyzer:
             emb[~enough] = np.nan
         t2 = time.perf_counter()
         return WindowResult(start, activity, emb, {"segmentation": t1 - t0, "embedding": t2 - t1})
+
+
+def build_analyzer(choice: EmbeddingChoice, runtime: str = "onnxruntime") -> WindowAnalyzer:
+    """The window analysis of the streaming diarizer, in ``optimized``'s runtime: segmentation-3.0
+    and the CAM++ trunk as ONNX Runtime sessions (``portable.onnx``, through its export cache), the
+    pooling in torch; in torch for ``runtime="torch"`` or an embedding model without an ONNX trunk."""
+    segmentation = load_segmentation()
+    model = choice.model
+    if runtime == "onnxruntime" and hasattr(model, "campplus"):
+        from ..portable.onnx import ort_segmentation, ort_trunk
+
+        trunk, pool = ort_trunk(model), model.campplus.pool_and_embed
+        return WindowAnalyzer(segmentation, integrated=lambda w, m: pool(trunk(w), m),
+                              segment_fn=ort_segmentation(segmentation))
+    if runtime not in ("onnxruntime", "torch"):
+        raise StreamError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
+    return WindowAnalyzer(segmentation, model)
 
 
 class SpeakerTracker:
@@ -413,7 +434,7 @@ def streaming_variant(embedding: EmbeddingChoice | str = "auto", step: float | N
     choice = choose_embedding(embedding) if isinstance(embedding, str) else embedding
     settings = online_settings(choice.name, step, latency, threshold)
     step, latency, threshold = settings["step"], settings["latency"], settings["threshold"]
-    analyzer = WindowAnalyzer(load_segmentation(), choice.model, integrated)
+    analyzer = build_analyzer(choice) if integrated is None else WindowAnalyzer(load_segmentation(), choice.model, integrated)
 
     def run(rec):
         d = OnlineDiarizer(analyzer, step=step, latency=latency, threshold=threshold)

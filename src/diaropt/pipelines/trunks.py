@@ -296,6 +296,39 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
     def reconstruct(self, segmentations, hard_clusters, count):
         return bounded.reconstruct(segmentations, hard_clusters, count)
 
+    def set_band_clustering(self, values: dict | None, cuts: dict[str, float] | None = None) -> None:
+        """Cluster telephone-band input with other values: a file whose ``core.audio.band_shares``
+        are below ``cuts`` (``core.audio.telephone_band``: little energy below 200 Hz and above
+        4 kHz) is clustered with ``values`` (``threshold``, ``min_cluster_size``) instead of the
+        pipeline's own; ``None`` turns it off. Each call records what it decided in ``band_decision``."""
+        self.__dict__["_band"] = None if values is None else (dict(values), dict(cuts))
+
+    def apply(self, file, **kwargs):
+        from ..core.audio import band_shares, telephone_band
+
+        band = self.__dict__.get("_band")
+        self.__dict__["band_decision"] = None
+        if band is None:
+            return super().apply(file, **kwargs)
+        values, below = band
+        audio = file[self.SOURCE] if self.SOURCE in file else file.get("waveform")
+        if audio is None:
+            audio = self._audio(file)[0]
+        shares = band_shares(audio)
+        telephone = telephone_band(shares, below)  # False for digital silence (nan)
+        self.__dict__["band_decision"] = {"shares": shares, "telephone": telephone,
+                                          "clustering": dict(values) if telephone else None}
+        if not telephone:
+            return super().apply(file, **kwargs)
+        saved = {k: getattr(self.clustering, k) for k in values}
+        try:
+            for k, v in values.items():
+                setattr(self.clustering, k, v)
+            return super().apply(file, **kwargs)
+        finally:
+            for k, v in saved.items():
+                setattr(self.clustering, k, v)
+
     def set_trunk(self, frames_fn=None, pool_fn=None) -> None:
         reps = self.__dict__.setdefault("_replacements", {})
         reps["frames"], reps["pool"] = frames_fn, pool_fn
