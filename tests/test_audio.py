@@ -135,3 +135,4 @@ def test_the_band_detector_tells_telephone_audio_from_wideband_and_from_8_khz(tm
     assert band_shares(FileSource(path)) == pytest.approx(wide, rel=1e-6)
     silent = band_shares(torch.zeros(1, SR * 5))
     assert np.isnan(silent["low"]) and not telephone_band(silent, cuts)
+    assert np.isnan(band_shares(torch.zeros(1, 0))["high"])

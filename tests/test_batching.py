@@ -26,18 +26,40 @@ def test_guide_result_reports_the_error():
     assert batching.guide_result(seg, emb, torch.zeros(2, 1, 10)) == "RuntimeError: shape mismatch"
 
 
-def test_curve_table_speedup_over_batch_one():
-    rows = [{"batch": 1, "items_per_s": 10.0}, {"batch": 4, "items_per_s": 25.0}]
+def test_throughput_curve_interleaves_the_sizes_and_takes_per_round_ratios():
+    """Every round calls each batch size once, in order, after one warm-up call each; a size's
+    speed-up is the median of its per-round ratios of seconds per item against the first size."""
+    import time
+
+    calls = []
+
+    def fn(x):
+        calls.append(x.shape[0])
+        time.sleep(0.002 * (1 + x.shape[0] // 4))  # batch 4 costs twice batch 1's call: 2x per item
+
+    rows = batching.throughput_curve(fn, lambda b: torch.ones(b, 3), [1, 4], repeats=3, progress=False, min_seconds=0)
+    assert calls == [1, 4] + [1, 4] * 3
     table = batching.curve_table(rows)
-    assert list(table.index) == [1, 4]
-    assert table.loc[4, "speed-up vs batch 1"] == 2.5
+    assert list(table.index) == [1, 4] and table.loc[1, "speed-up vs batch 1"] == 1.0
+    assert 1.4 < table.loc[4, "speed-up vs batch 1"] < 2.6 and table.loc[4, "rounds"] == 3
+    assert all(r["items_per_s"] == pytest.approx(r["batch"] / r["seconds"]) for r in rows)
+    best, ratio = batching.best_ratio(table)
+    assert best == 4 and ratio.median == table.loc[4, "speed-up vs batch 1"] and ratio.repeats == 3
+    calls.clear()  # a quick call is repeated within each sample until it fills min_seconds
+    batching.throughput_curve(fn, lambda b: torch.ones(b, 3), [1, 4], repeats=2, progress=False, min_seconds=0.02)
+    assert calls.count(1) > calls.count(4) > 3  # about 10 and 5 calls a sample, after one warm-up call each
 
 
-def test_throughput_curve_counts_items():
-    rows = batching.throughput_curve(lambda x: x * 2, lambda b: torch.ones(b, 3), [1, 2], repeats=1, warmup=0,
-                                     progress=False, items_per_batch=lambda b: 10 * b)
-    assert [r["batch"] for r in rows] == [1, 2]
-    assert all(r["items_per_s"] == pytest.approx(10 * r["batch"] / r["seconds"]) for r in rows)
+def test_best_ratio_reports_an_unstable_spread():
+    import pandas as pd
+
+    table = pd.DataFrame([{"batch": 1, "speed-up vs batch 1": 1.0, "speed-up low": 1.0, "speed-up high": 1.0, "rounds": 3},
+                          {"batch": 8, "speed-up vs batch 1": 3.0, "speed-up low": 1.0, "speed-up high": 60.0,
+                           "rounds": 3}]).set_index("batch")
+    best, ratio = batching.best_ratio(table)
+    assert best == 8 and ratio.unstable
+    from diaropt.book.verdicts import ratio_verdict
+    assert ratio_verdict(ratio, 2.0) == "unstable: not judged"
 
 
 def test_batched_model_equals_per_speaker_calls(provisioned):

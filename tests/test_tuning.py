@@ -235,6 +235,8 @@ def test_band_limited_input_is_really_clustered_with_the_telephone_values(provis
     pipe.set_band_clustering(split, {"low": 0.0, "high": 0.0})  # no file does
     again, _ = run_pyannote(pipe, rec)
     assert not pipe.band_decision["telephone"] and metrics.der(plain, again) == 0.0
+    with pytest.raises(ValueError, match="cuts"):
+        pipe.set_band_clustering(split, None)
 
 
 def test_telephone_values_are_read_from_the_config_at_their_step(tmp_path):

@@ -341,11 +341,15 @@ def _fusion(s: ChapterSummary) -> dict[str, Measurement]:
 
 def _batching(s: ChapterSummary) -> dict[str, Measurement]:
     meta = {"model": s.embedding, "cpu": s.cpu}
+    ratio = s.get("pipe_ratio") or {}
     err = s["der_max_error"]
     same = err is not None and err <= BATCH_IDENTICAL
     return {
-        "speed": Measurement(s["pipe_gain"], f"seg {fmt(s['seg_gain'])}x, emb {fmt(s['emb_gain'])}x; pipeline "
-                             f"{fmt(s['pipe_gain'])}x", scheme="best batch size, end to end", **meta),
+        "speed": Measurement(math.nan if ratio.get("unstable") else s["pipe_gain"], f"seg {fmt(s['seg_gain'])}x, emb "
+                             f"{fmt(s['emb_gain'])}x; pipeline {fmt(s['pipe_gain'])}x"
+                             + (f" (median of {ratio['repeats']} interleaved rounds)" if ratio else ""),
+                             scheme="best batch size, end to end",
+                             note="unstable speed ratio: not judged" if ratio.get("unstable") else "", **meta),
         "size": Measurement(0.0, "0 %", scheme="no weight changes", **meta),
         "der": Measurement(0.0 if same else math.nan, f"identical (max error {fmt(err, '.1e')})",
                            scheme="batched vs per-call outputs",

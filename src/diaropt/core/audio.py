@@ -302,8 +302,10 @@ def band_shares(audio, *, excerpts: int = 4, excerpt_seconds: float = 5.0) -> di
     from scipy.signal import welch
 
     total = int(audio.shape[-1])
+    if total == 0:
+        return {"low": float("nan"), "high": float("nan")}
     size = min(total, int(excerpt_seconds * SAMPLE_RATE))
-    count = max(1, min(excerpts, total // size if size else 1))
+    count = max(1, min(excerpts, total // size))
     starts = np.unique(np.linspace(0, total - size, count).astype(np.int64))
     read = audio.read if isinstance(audio, FileSource) else (lambda a, b: audio[..., a:b])
     power = None

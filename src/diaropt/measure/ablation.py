@@ -107,7 +107,8 @@ def speedup(after: dict, before: dict) -> float:
 
 
 def frontier_rows(points: dict, reference: dict) -> list[dict]:
-    """One row per variant: RTFx (its own run), ratio to the reference (on the files the reference
+    """One row per variant: RTFx (its own run: the timed files for a point timed on part of the
+    split, ``point``), ratio to the reference (on the files the reference
     was timed on, ``speedup``), DER (both conventions), strict DER change with its paired bootstrap
     95 % CI over files (when both points carry ``per_file`` rows), peak RSS."""
     from .stats import der_change
@@ -118,7 +119,7 @@ def frontier_rows(points: dict, reference: dict) -> list[dict]:
         c = der_change(reference["per_file"], t["per_file"])
         return f"[{c.low:+.2f}, {c.high:+.2f}]"
 
-    return [{"variant": k, "RTFx": t["rtfx"], "x reference": speedup(t, reference),
+    return [{"variant": k, "RTFx (its own files)": t["rtfx"], "x reference": speedup(t, reference),
              "DER strict (%)": 100 * t["der_strict"], "DER FluidAudio-style (%)": 100 * t["der_fluidaudio"],
              "Δ strict vs reference (pts)": 100 * (t["der_strict"] - reference["der_strict"]),
              "95 % CI of Δ": ci(t), "peak RSS (MiB)": t["peak_rss_mib"]} for k, t in points.items()]

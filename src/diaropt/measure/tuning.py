@@ -352,8 +352,9 @@ def tune_telephone(embedding: str = "campplus", profile: str = "full", grid: dic
     ``telephone_band``) has two cuts, each the geometric mean of the closest shares on either
     side (``ValueError`` when they overlap): above 4 kHz, between the phone copies and their
     wideband originals; below 200 Hz, between the phone copies and plain 8 kHz copies of the same
-    originals (``eight_khz_copy``), which keep their bass and are better served by the 16 kHz
-    values (chapter 90 shows it)."""
+    originals (``eight_khz_copy``), which keep their bass: on those copies both the 16 kHz values
+    and the chosen ones are scored too (``chosen.eight_khz_strict_der``), to show which serves
+    plain 8 kHz speech."""
     from ..core.audio import band_shares
     from ..core.meetings import evaluation_set
     from ..pipelines.optimized import OPTIMIZED
@@ -364,8 +365,9 @@ def tune_telephone(embedding: str = "campplus", profile: str = "full", grid: dic
         recs = evaluation_set(split, profile)
         wide += [r for r in recs if "telephone" not in r.meta.get("condition", r.source)]
         phone += through_phone(recs)
+    narrow = [eight_khz_copy(r) for r in wide]
     shares = {name: [band_shares(r.waveform) for r in recs]
-              for name, recs in (("phone", phone), ("wide", wide), ("8 kHz", [eight_khz_copy(r) for r in wide]))}
+              for name, recs in (("phone", phone), ("wide", wide), ("8 kHz", narrow))}
     cuts = {"high": _cut([s["high"] for s in shares["phone"]], [s["high"] for s in shares["wide"]], "above-4-kHz"),
             "low": _cut([s["low"] for s in shares["phone"]], [s["low"] for s in shares["8 kHz"]], "below-200-Hz")}
     settings = {"configured": {}} | {f"{t:g}/{m}": {"clustering": {"threshold": t, "min_cluster_size": m}}
@@ -376,6 +378,8 @@ def tune_telephone(embedding: str = "campplus", profile: str = "full", grid: dic
     edges = [k for k in TUNED_CLUSTERING if len(grid[k]) > 2 and clustering[k] in (min(grid[k]), max(grid[k]))]
     if edges:
         raise ValueError(f"the best {', '.join(edges)} lies at the edge of the grid {grid}: widen it")
+    at_8khz = clustering_runs(narrow, {"16 kHz values": {}, "telephone values": {"clustering": clustering}},
+                              embedding=embedding, progress=progress, pipeline="optimized")
     closest = {f"{band} ({name}: {'largest' if name == 'phone' else 'smallest'})":
                (max if name == "phone" else min)(s[band] for s in shares[name])
                for band, names in (("high", ("phone", "wide")), ("low", ("phone", "8 kHz"))) for name in names}
@@ -384,7 +388,9 @@ def tune_telephone(embedding: str = "campplus", profile: str = "full", grid: dic
             "chosen": {"splits": list(splits), "files": len(phone), "minutes": round(sum(r.duration for r in phone) / 60, 1),
                        "strict_der": round(runs[best]["totals"]["der_strict"], 4),
                        "strict_der_configured": round(runs["configured"]["totals"]["der_strict"], 4),
-                       "grid": grid, "closest_shares": closest, "profile": profile,
+                       "grid": grid, "closest_shares": closest,
+                       "eight_khz_strict_der": {k: round(r["totals"]["der_strict"], 4) for k, r in at_8khz.items()},
+                       "profile": profile,
                        "date": datetime.date.today().isoformat()}}
 
 
@@ -434,20 +440,30 @@ def band_runs(recordings: list, *, embedding: str = "campplus", progress: bool =
 
 def telephone_figures(embedding: str, recordings: list) -> dict[str, str]:
     """The telephone values ``optimized`` uses (``core.config.telephone_params``) in words, where
-    they were chosen, the detector's cut, and which of ``recordings`` (at 16 kHz) the detector
-    calls band-limited: chapter 90's phone-line section glues them."""
+    they were chosen, the detector's cuts, how the values did on plain 8 kHz copies of the tune and
+    dev files, which wideband files of ``recordings`` the detector calls telephone-band (false
+    alarms) and how many of their telephone-band meetings it finds: chapter 90's phone-line
+    section glues them."""
     from ..core.audio import band_shares, telephone_band
     from ..pipelines.optimized import OPTIMIZED
 
     tel = telephone_params(embedding, OPTIMIZED["segmentation_step"])
+    wide = [r for r in recordings if "telephone" not in r.meta.get("condition", r.source)]
+    meetings = [r for r in recordings if r not in wide]
     if tel is None:
         none = f"none configured for {embedding}"
-        return {"tel_values": none, "tel_chosen_on": none, "tel_cut": "none", "wide_called": f"0 of {len(recordings)}"}
+        return {"tel_values": none, "tel_chosen_on": none, "tel_cut": "none", "tel_8khz": none,
+                "wide_called": f"0 of {len(wide)}", "meetings_called": f"0 of {len(meetings)}"}
     chosen = config_block(embedding)["telephone"]["chosen"]
-    called = [r.uri for r in recordings if telephone_band(band_shares(r.waveform), tel["cuts"])]
+    called = [r.uri for r in wide if telephone_band(band_shares(r.waveform), tel["cuts"])]
+    found = sum(telephone_band(band_shares(r.waveform), tel["cuts"]) for r in meetings)
+    eight = chosen.get("eight_khz_strict_der", {})
     return {"tel_values": f"threshold {tel['clustering']['threshold']:g}, minimum cluster size "
                           f"{tel['clustering']['min_cluster_size']}",
             "tel_chosen_on": f"{chosen['minutes']:g} minutes in {chosen['files']} files of the "
                              f"{' and '.join(chosen['splits'])} splits",
             "tel_cut": f"below 200 Hz {tel['cuts']['low']:.1e}, above 4 kHz {tel['cuts']['high']:.1e}",
-            "wide_called": f"{len(called)} of {len(recordings)}" + (f" ({', '.join(called)})" if called else "")}
+            "tel_8khz": (f"{100 * eight['telephone values']:.1f} % strict DER with the telephone values against "
+                         f"{100 * eight['16 kHz values']:.1f} % with the 16 kHz values" if eight else "not measured"),
+            "wide_called": f"{len(called)} of {len(wide)}" + (f" ({', '.join(called)})" if called else ""),
+            "meetings_called": f"{found} of {len(meetings)}"}

@@ -116,7 +116,8 @@ def build_block_trunk_pipeline(embedding="auto", segmentation_step: float = OPTI
 def block_trunk_variant(name: str, embedding: str = "auto", segmentation_step: float = OPTIMIZED["segmentation_step"]) -> Variant:
     """The block trunk in torch at a segmentation step: the steps between the shared trunk and
     ``optimized`` in chapter 90's ablation (with ``optimized``'s clustering values at that step, so
-    that the ablation's last step changes the runtime and the linkage's implementation only)."""
+    that the ablation's last step changes the runtime, the linkage's implementation and, on
+    telephone-band files only, the clustering values: ``core.config.telephone_params``)."""
     pipe = build_block_trunk_pipeline(embedding, segmentation_step)
     desc = (f"block embedding trunk (torch) + segmentation step {10 * float(segmentation_step):g} s + batch "
             f"{OPTIMIZED['segmentation_batch_size']} ({pipe.embedding_choice.name})")

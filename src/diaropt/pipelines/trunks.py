@@ -24,13 +24,14 @@ import copy
 import functools
 import itertools
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from pyannote.audio.pipelines import SpeakerDiarization
 
 from ..core.audio import FileSource
-from ..core.constants import WINDOW_SAMPLES
+from ..core.constants import SAMPLE_RATE, WINDOW_SAMPLES
 from . import bounded
 from .reference import build_reference_pipeline, pipeline_variant
 from .registry import Variant
@@ -301,6 +302,8 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
         are below ``cuts`` (``core.audio.telephone_band``: little energy below 200 Hz and above
         4 kHz) is clustered with ``values`` (``threshold``, ``min_cluster_size``) instead of the
         pipeline's own; ``None`` turns it off. Each call records what it decided in ``band_decision``."""
+        if values is not None and not cuts:
+            raise ValueError("telephone-band clustering values need the detector's cuts")
         self.__dict__["_band"] = None if values is None else (dict(values), dict(cuts))
 
     def apply(self, file, **kwargs):
@@ -311,8 +314,11 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
         if band is None:
             return super().apply(file, **kwargs)
         values, below = band
-        audio = file[self.SOURCE] if self.SOURCE in file else file.get("waveform")
-        if audio is None:
+        if isinstance(file, Mapping) and self.SOURCE in file:
+            audio = file[self.SOURCE]
+        elif isinstance(file, Mapping) and "waveform" in file and file.get("sample_rate") == SAMPLE_RATE:
+            audio = file["waveform"]
+        else:  # a path, or audio at another rate: pyannote decodes and resamples it
             audio = self._audio(file)[0]
         shares = band_shares(audio)
         telephone = telephone_band(shares, below)  # False for digital silence (nan)

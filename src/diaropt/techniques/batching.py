@@ -8,11 +8,13 @@ computation. ``BatchedDiarizationModel`` is the snippet made correct: the powers
 to binary masks (the fused decode of chapter 01), the trunk runs once per window and each
 speaker's mask weights the statistics pooling; ``batched_vs_per_speaker`` proves it equal to
 per-speaker calls. ``throughput_curve`` measures items per second and memory against batch
-size, ``curve_table`` turns a curve into a table with the speed-up over batch 1, and
-``pipeline_batches`` runs the shared-trunk pipeline at batch 1 and at the best batch sizes.
+size, the sizes interleaved round by round, with each size's speed-up over batch 1 as a median
+of per-round ratios (``best_ratio`` picks the best), and ``pipeline_batches`` times the
+shared-trunk pipeline at batch 1 and at the best batch sizes, interleaved.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -20,15 +22,15 @@ from tqdm.auto import tqdm
 
 from ..core.constants import LOCAL_SPEAKERS, SAMPLE_RATE, SEGMENTATION_FRAMES, WINDOW_SAMPLES
 from ..measure.memory import PeakRSS
-from ..measure.timing import time_call
+from ..measure.timing import interleaved_calls
 from ..pipelines.trunks import trunk_and_pool
 from .fusion import FusedSegmentation
 
 SETTINGS = {
-    # batch_sizes: the throughput curve's x axis; repeats: timed calls per batch size;
-    # pipeline_files: test files for the in-pipeline comparison
+    # batch_sizes: the throughput curve's x axis; repeats: interleaved rounds (every batch size, or
+    # both pipeline settings, once per round); pipeline_files: test files for the in-pipeline comparison
     "full": {"batch_sizes": [1, 2, 4, 8, 16, 32], "repeats": 3, "pipeline_files": 3},
-    "smoke": {"batch_sizes": [1, 4], "repeats": 1, "pipeline_files": 1},
+    "smoke": {"batch_sizes": [1, 4], "repeats": 3, "pipeline_files": 1},
 }
 
 GUIDE_EMBEDDING_CHANNELS = 256  # what the guide's snippet expands each frame's mask to
@@ -88,43 +90,88 @@ def batched_vs_per_speaker(model: BatchedDiarizationModel, embedding_model, x: t
 
 
 def throughput_curve(fn, make_batch, batch_sizes, *, items_per_batch=None, repeats=3, warmup=1,
-                     progress=True) -> list[dict]:
-    """Median seconds per call and items per second for each batch size, plus peak RSS growth."""
-    rows = []
-    for b in tqdm(batch_sizes, desc="batch sizes", disable=not progress):
-        x = make_batch(b)
-        with torch.inference_mode():
+                     progress=True, min_seconds: float = 0.25) -> list[dict]:
+    """Seconds per call and items per second for each batch size, the sizes interleaved in every
+    round (1, 2, 4, ..., then again: ``measure.timing.interleaved_calls``) so that a load spike
+    hits them all; each size's speed-up over the first size is the median of its per-round ratios
+    of seconds per item, with their range and ``measure.stats``' "unstable" flag. A sample of a
+    size whose call is quicker than ``min_seconds`` times as many back-to-back calls as fill it
+    (as ``timeit`` does), so that a few milliseconds of jitter do not decide a ratio. Peak RSS
+    growth is that of each size's first (warm-up) call."""
+    import math
+    import time
+
+    from ..measure.stats import speed_ratio
+
+    xs, growth, loops = {}, {}, {}
+    with torch.inference_mode():
+        for b in tqdm(batch_sizes, desc="batch sizes (first call)", disable=not progress):
+            xs[b] = make_batch(b)
             with PeakRSS() as mem:
-                t = time_call(lambda x=x: fn(x), warmup=warmup, repeats=repeats)
-        n = items_per_batch(b) if items_per_batch else b
-        rows.append({"batch": b, "seconds": t.median, "iqr": t.iqr, "items_per_s": n / t.median,
-                     "peak_rss_growth_mib": mem.delta_mib})
+                t0 = time.perf_counter()
+                fn(xs[b])
+                first = time.perf_counter() - t0
+            growth[b], loops[b] = mem.delta_mib, max(1, math.ceil(min_seconds / max(first, 1e-6)))
+
+        def calls(b):
+            def run():
+                for _ in range(loops[b]):
+                    fn(xs[b])
+            return run
+        samples = interleaved_calls([calls(b) for b in batch_sizes], rounds=repeats, warmup=max(0, warmup - 1))
+    samples = [[t / loops[b] for t in ts] for b, ts in zip(batch_sizes, samples)]
+    items = {b: items_per_batch(b) if items_per_batch else b for b in batch_sizes}
+    per_item = {b: [t / items[b] for t in ts] for b, ts in zip(batch_sizes, samples)}
+    rows = []
+    for b, ts in zip(batch_sizes, samples):
+        ratio = speed_ratio(per_item[batch_sizes[0]], per_item[b])
+        seconds = float(np.median(ts))
+        rows.append({"batch": b, "seconds": seconds, "items_per_s": items[b] / seconds,
+                     "speed-up vs batch 1": ratio.median, "speed-up low": ratio.low, "speed-up high": ratio.high,
+                     "rounds": ratio.repeats, "unstable": ratio.unstable, "peak_rss_growth_mib": growth[b]})
     return rows
 
 
 def curve_table(rows: list[dict]) -> pd.DataFrame:
-    """A ``throughput_curve`` as a table indexed by batch size, with the speed-up over batch 1."""
-    df = pd.DataFrame(rows).set_index("batch")
-    df["speed-up vs batch 1"] = df["items_per_s"] / df["items_per_s"].iloc[0]
-    return df
+    """A ``throughput_curve`` as a table indexed by batch size."""
+    return pd.DataFrame(rows).set_index("batch")
 
 
-def pipeline_batches(embedding: str, recordings: list, profile: str,
-                     batches: list[tuple[int, int]]) -> pd.DataFrame:
-    """The shared-trunk-skip pipeline at each (segmentation batch, embedding chunk batch), run in
-    order on the same recordings: stage seconds, RTFx and DER."""
-    from ..measure.benchmark import run_benchmark
+def best_ratio(table: pd.DataFrame):
+    """(best batch size, its speed-up over batch 1 as a ``measure.stats.Ratio``): the size with
+    the highest median speed-up."""
+    from ..measure.stats import Ratio
+
+    best = int(table["speed-up vs batch 1"].idxmax())
+    row = table.loc[best]
+    return best, Ratio(float(row["speed-up vs batch 1"]), float(row["speed-up low"]), float(row["speed-up high"]),
+                       int(row["rounds"]))
+
+
+def pipeline_batches(embedding: str, recordings: list, batches: list[tuple[int, int]], repeats: int = 3):
+    """The shared-trunk-skip pipeline at each (segmentation batch, embedding chunk batch), timed
+    interleaved over ``recordings`` for ``repeats`` rounds after a warm-up file each
+    (``measure.benchmark.interleaved_speed``). Returns (a table: median seconds per round, RTFx
+    and the speed-up over the first setting with its range; the last setting's speed-up over the
+    first as a ``measure.stats.Ratio``)."""
+    from ..measure.benchmark import interleaved_speed
+    from ..measure.stats import speed_ratio
     from ..pipelines.reference import pipeline_variant
     from ..pipelines.trunks import build_shared_trunk_pipeline
 
-    rows = []
+    variants = []
     for seg_b, chunk_b in batches:
         pipe = build_shared_trunk_pipeline(embedding, skip_inactive=True, chunk_batch=chunk_b)
         pipe.segmentation_batch_size = seg_b
-        variant = pipeline_variant(f"shared-trunk-skip, batches {seg_b}/{chunk_b}", pipe)
-        t = run_benchmark(variant, recordings=recordings, profile=profile)["totals"]
+        variants.append(pipeline_variant(f"shared-trunk-skip, batches {seg_b}/{chunk_b}", pipe))
+    speed = interleaved_speed(variants, recordings, repeats=repeats)
+    first = speed["seconds"][variants[0].name]
+    rows, ratio = [], None
+    for (seg_b, chunk_b), v in zip(batches, variants):
+        seconds = speed["seconds"][v.name]
+        ratio = speed_ratio(first, seconds)
         rows.append({"segmentation batch": seg_b, "embedding chunk batch": chunk_b,
-                     "segmentation (s)": t["stage_seconds"]["segmentation"],
-                     "embedding (s)": t["stage_seconds"]["embedding"], "RTFx": t["rtfx"],
-                     "DER strict (%)": 100 * t["der_strict"]})
-    return pd.DataFrame(rows)
+                     "seconds per round (median)": float(np.median(seconds)),
+                     "RTFx": speed["audio_seconds"] / float(np.median(seconds)), "speed-up": ratio.median,
+                     "speed-up low": ratio.low, "speed-up high": ratio.high, "unstable": ratio.unstable})
+    return pd.DataFrame(rows), ratio
