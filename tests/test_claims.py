@@ -280,6 +280,9 @@ def test_target():
     row = claims.target_rows(25.0, 0.1, (-0.3, 0.9), "median of 3 interleaved runs")
     assert row["DER verdict"] == "target (+0.5) within noise" and "[-0.30, +0.90]" in row["measured DER"]
     assert "interleaved" in row["measured speed (CPU)"]
+    # an unstable speed ratio is shown but never judged, in the row and in the target
+    assert claims.target_rows(25.0, 0.1, speed_unstable=True)["speed verdict"] == "unstable: not judged"
+    assert not claims.target_met(25.0, 0.1, (-0.3, 0.4), speed_unstable=True)
 
 
 def test_other_rows_read_what_is_there():

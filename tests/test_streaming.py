@@ -288,15 +288,15 @@ def test_larger_chunks_replayed_from_the_first_equal_live_streams(seg_emb, sampl
 
 
 def test_the_onnx_window_analysis_matches_torch_on_a_real_window(provisioned):
-    """build_analyzer runs segmentation and the CAM++ trunk in ONNX Runtime (the chapter and the
-    streaming variant use it): the same local activity and embeddings within float32 rounding of
-    the torch analysis, on a real 10 s window with two speakers."""
+    """build_analyzer's ONNX Runtime option (segmentation and the CAM++ trunk as sessions): the
+    same local activity and embeddings within float32 rounding of the torch analysis (the
+    default), on a real 10 s window with two speakers."""
     from diaropt.core.constants import WINDOW_SAMPLES
     from diaropt.pipelines.streaming import build_analyzer
 
     choice = models.choose_embedding("campplus")
     window = data.pyannote_sample().waveform[:, :WINDOW_SAMPLES]
-    onnx, torch_ = build_analyzer(choice), build_analyzer(choice, runtime="torch")
+    onnx, torch_ = build_analyzer(choice, runtime="onnxruntime"), build_analyzer(choice)
     assert onnx.segment_fn is not onnx.segmentation and torch_.segment_fn is torch_.segmentation
     a, b = onnx(window, 0.0), torch_(window, 0.0)
     assert np.array_equal(a.activity, b.activity) and np.isfinite(a.embeddings).any()

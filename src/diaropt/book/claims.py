@@ -450,28 +450,34 @@ def _cell(checked: Checked) -> str:
 
 
 def target_rows(speedup: float, der_delta: float, der_ci: tuple[float, float] | None = None,
-                speed_note: str = "") -> dict:
+                speed_note: str = "", speed_unstable: bool = False) -> dict:
     """The composed pipeline's row: the book's target instead of a guide claim. With ``der_ci``
     (the paired-bootstrap 95 % CI of the DER change) the DER target is judged on the interval:
     met when its upper end is within the target, not met when its lower end is above it, and
-    within noise otherwise (``book.verdicts.der_verdict``)."""
+    within noise otherwise (``book.verdicts.der_verdict``). An unstable speed ratio
+    (``measure.stats.Ratio.unstable``) is not judged."""
     der_word = {"confirmed": "met", "refuted": "not met"}.get(d := der_verdict(der_delta, TARGET["der_points"], der_ci), d)
     ci = f" [{der_ci[0]:+.2f}, {der_ci[1]:+.2f}]" if der_ci is not None else ""
     return {"optimization": "all of the above, composed (this chapter)", "claimed speed": "—",
             "measured speed (CPU)": f"{fmt(speedup, '.1f')}x end to end" + (f" ({speed_note})" if speed_note else ""),
-            "speed verdict": f"target ({TARGET['speedup']:g}x) " + ("met" if speedup >= TARGET["speedup"] else "not met"),
+            "speed verdict": "unstable: not judged" if speed_unstable else
+            f"target ({TARGET['speedup']:g}x) " + ("met" if speedup >= TARGET["speedup"] else "not met"),
             "claimed size": "—", "measured size": "0 % (fp32 weights)", "claimed DER": "—",
             "measured DER": f"{fmt(der_delta, '+.2f')} pts{ci}",
             "DER verdict": f"target (+{TARGET['der_points']:g}) {der_word}"}
 
 
-def target_met(speedup: float, der_delta: float, der_ci: tuple[float, float] | None = None) -> bool:
-    """Speed at or above the target, and the DER change within it (its whole CI, when given)."""
-    return speedup >= TARGET["speedup"] and der_verdict(der_delta, TARGET["der_points"], der_ci) == "confirmed"
+def target_met(speedup: float, der_delta: float, der_ci: tuple[float, float] | None = None,
+               speed_unstable: bool = False) -> bool:
+    """Speed at or above the target (a stable ratio), and the DER change within it (its whole CI,
+    when given)."""
+    return (not speed_unstable and speedup >= TARGET["speedup"]
+            and der_verdict(der_delta, TARGET["der_points"], der_ci) == "confirmed")
 
 
 def guide_rows(profile: str, *, speedup: float | None = None, der_delta: float | None = None,
-               der_ci: tuple[float, float] | None = None, speed_note: str = "") -> list[dict]:
+               der_ci: tuple[float, float] | None = None, speed_note: str = "",
+               speed_unstable: bool = False) -> list[dict]:
     """Chapter 90's table: one row per row of the guide's table (claimed, measured, verdict for
     speed and DER; claimed and measured size), then the composed pipeline against the target
     when ``speedup`` and ``der_delta`` (strict, points) are given."""
@@ -484,7 +490,7 @@ def guide_rows(profile: str, *, speedup: float | None = None, der_delta: float |
                     "claimed size": si.claim.shown, "measured size": si.measurement.text,
                     "claimed DER": de.claim.shown, "measured DER": de.measurement.text, "DER verdict": _cell(de)})
     if speedup is not None and der_delta is not None:
-        out.append(target_rows(speedup, der_delta, der_ci, speed_note))
+        out.append(target_rows(speedup, der_delta, der_ci, speed_note, speed_unstable))
     return out
 
 
