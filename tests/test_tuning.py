@@ -222,7 +222,7 @@ def test_band_limited_input_is_really_clustered_with_the_telephone_values(provis
 
     rec = telephone_copy(data.pyannote_sample())  # two speakers, through a phone line
     pipe = build_optimized_pipeline("campplus", runtime="torch", telephone=False)
-    assert pipe.__dict__.get("_band") is None
+    assert pipe.band_clustering is None
     own = pipe.clustering.threshold, pipe.clustering.min_cluster_size
     plain, _ = run_pyannote(pipe, rec)
     assert pipe.band_decision is None

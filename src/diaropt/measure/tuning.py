@@ -417,7 +417,7 @@ def band_runs(recordings: list, *, embedding: str = "campplus", progress: bool =
     from .scoring import score
 
     pipe = build_optimized_pipeline(embedding)
-    band = pipe.__dict__.get("_band")
+    band = pipe.band_clustering
     pipe.training = True
     switches = {"as configured": band, "16 kHz values": None} if band is not None else {"as configured": None}
     hyps = {name: [] for name in switches}
@@ -425,13 +425,13 @@ def band_runs(recordings: list, *, embedding: str = "campplus", progress: bool =
     for rec in tqdm(recordings, desc="optimized, with and without its telephone values", disable=not progress):
         f = rec.as_pyannote_file()
         for name, switch in switches.items():
-            pipe.__dict__["_band"] = switch
+            pipe.set_band_clustering(*(switch or (None,)))
             out = pipe(f)
             hyps[name].append(out.speaker_diarization if hasattr(out, "speaker_diarization") else out)
             if name == "as configured":
                 decisions.append({"uri": rec.uri} | (pipe.band_decision or {
                     "shares": band_shares(rec.waveform), "telephone": False, "clustering": None}))
-        pipe.__dict__["_band"] = band
+        pipe.set_band_clustering(*(band or (None,)))
     runs = {name: score(recordings, h) for name, h in hyps.items()}
     runs.setdefault("16 kHz values", runs["as configured"])
     runs["as configured"]["decisions"] = decisions

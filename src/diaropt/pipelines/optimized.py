@@ -94,7 +94,7 @@ def optimized_variant(embedding: str = "auto", segmentation_step: float = OPTIMI
             f"{OPTIMIZED['segmentation_batch_size']}; runtime: {pipe.runtime}; clustering threshold "
             f"{pipe.clustering.threshold:.3f}, min cluster size {pipe.clustering.min_cluster_size}, {linkage} linkage "
             f"({pipe.embedding_choice.name})")
-    if band := pipe.__dict__.get("_band"):
+    if band := pipe.band_clustering:
         desc += (f"; telephone-band input: threshold {band[0]['threshold']:g}, min cluster size "
                  f"{band[0]['min_cluster_size']}")
     return pipeline_variant("optimized", pipe, desc)

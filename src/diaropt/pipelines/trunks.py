@@ -306,6 +306,11 @@ class BlockTrunkDiarization(SharedTrunkDiarization):
             raise ValueError("telephone-band clustering values need the detector's cuts")
         self.__dict__["_band"] = None if values is None else (dict(values), dict(cuts))
 
+    @property
+    def band_clustering(self) -> tuple[dict, dict] | None:
+        """(values, cuts) of ``set_band_clustering``, or None when it is off."""
+        return self.__dict__.get("_band")
+
     def apply(self, file, **kwargs):
         from ..core.audio import band_shares, telephone_band
 
