@@ -301,6 +301,12 @@ def telephone_band(x: np.ndarray) -> np.ndarray:
     return resample_poly(narrow, SAMPLE_RATE, TELEPHONE_RATE)
 
 
+def is_telephone(rec: Recording) -> bool:
+    """Whether a recording was rendered telephone-band (its ``meta["condition"]``), as the
+    splits' telephone meetings and the copies ``telephone_copy`` makes are."""
+    return "telephone" in rec.meta.get("condition", rec.source)
+
+
 def telephone_copy(rec: Recording) -> Recording:
     """The same recording as a phone line would deliver it (``telephone_band``), with the same uri,
     reference and scored region, so that a diarization of the copy pairs file by file with one of

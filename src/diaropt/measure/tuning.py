@@ -315,9 +315,9 @@ TELEPHONE_GRID = {"threshold": [0.4, 0.5, 0.6, 0.7, 0.8], "min_cluster_size": [2
 def through_phone(recordings: list) -> list:
     """Each recording as a phone line delivers it (``core.meetings.telephone_copy``), except those
     already telephone-band (the splits' telephone meetings), kept as they are."""
-    from ..core.meetings import telephone_copy
+    from ..core.meetings import is_telephone, telephone_copy
 
-    return [r if "telephone" in r.meta.get("condition", r.source) else telephone_copy(r) for r in recordings]
+    return [r if is_telephone(r) else telephone_copy(r) for r in recordings]
 
 
 def eight_khz_copy(rec):
@@ -356,14 +356,14 @@ def tune_telephone(embedding: str = "campplus", profile: str = "full", grid: dic
     and the chosen ones are scored too (``chosen.eight_khz_strict_der``), to show which serves
     plain 8 kHz speech."""
     from ..core.audio import band_shares
-    from ..core.meetings import evaluation_set
+    from ..core.meetings import evaluation_set, is_telephone
     from ..pipelines.optimized import OPTIMIZED
 
     grid = grid or TELEPHONE_GRID
     wide, phone = [], []
     for split in splits:
         recs = evaluation_set(split, profile)
-        wide += [r for r in recs if "telephone" not in r.meta.get("condition", r.source)]
+        wide += [r for r in recs if not is_telephone(r)]
         phone += through_phone(recs)
     narrow = [eight_khz_copy(r) for r in wide]
     shares = {name: [band_shares(r.waveform) for r in recs]
@@ -445,10 +445,11 @@ def telephone_figures(embedding: str, recordings: list) -> dict[str, str]:
     alarms) and how many of their telephone-band meetings it finds: chapter 90's phone-line
     section glues them."""
     from ..core.audio import band_shares, telephone_band
+    from ..core.meetings import is_telephone
     from ..pipelines.optimized import OPTIMIZED
 
     tel = telephone_params(embedding, OPTIMIZED["segmentation_step"])
-    wide = [r for r in recordings if "telephone" not in r.meta.get("condition", r.source)]
+    wide = [r for r in recordings if not is_telephone(r)]
     meetings = [r for r in recordings if r not in wide]
     if tel is None:
         none = f"none configured for {embedding}"
