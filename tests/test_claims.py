@@ -218,11 +218,29 @@ def test_guide_rows_reproduce_other_outcomes():
 
 
 def test_an_unstable_fusion_speed_ratio_is_shown_but_not_judged():
-    ratio = {"median": 2.6, "low": 1.2, "high": 3.5, "repeats": 3, "unstable": True}
+    ratio = {"median": 2.6, "low": 0.9, "high": 3.5, "repeats": 3, "unstable": True}  # rounds disagree: 0.9x to 3.5x
     write(quantization=quantization(), fusion=fusion(skip_e2e_ratio=ratio), batching=batching(), pruning=pruning())
     row = {r["optimization"]: r for r in claims.guide_rows("smoke", speedup=20.0, der_delta=0.5)}["Operation fusion"]
     assert row["speed verdict"] == "not measured (unstable speed ratio: not judged)"
-    assert "2.60x (median of 3 interleaved rounds)" in row["measured speed (CPU)"]
+    assert "2.60x (median of 3 interleaved rounds, 0.90-3.50)" in row["measured speed (CPU)"]
+    # as spread, but every round clears the claim's 1.2x: the range settles it
+    write(fusion=fusion(skip_e2e_ratio=ratio | {"low": 1.2}))
+    row = {r["optimization"]: r for r in claims.guide_rows("smoke", speedup=20.0, der_delta=0.5)}["Operation fusion"]
+    assert row["speed verdict"] == "confirmed"
+
+
+def test_pruning_judges_the_slower_models_interleaved_ratio_and_not_an_unstable_one():
+    steady = {"segmentation": {"median": 1.6, "low": 1.55, "high": 1.65, "repeats": 3, "unstable": False},
+              "embedding": {"median": 1.4, "low": 1.35, "high": 1.45, "repeats": 3, "unstable": False}}
+    write(quantization=quantization(), fusion=fusion(), batching=batching(), pruning=pruning(speed_ratio=steady))
+    row = {r["optimization"]: r for r in claims.guide_rows("smoke")}["Pruning (30%)"]
+    assert row["speed verdict"] == "confirmed (structural only)"  # 1.4x >= 0.95 x 1.3x
+    assert "(structural, ratio 0.3; the slower model: median of 3 interleaved rounds, 1.35-1.45)" in \
+        row["measured speed (CPU)"]
+    shaky = steady | {"embedding": {"median": 1.4, "low": 0.9, "high": 1.9, "repeats": 3, "unstable": True}}
+    write(pruning=pruning(speed_ratio=shaky))
+    row = {r["optimization"]: r for r in claims.guide_rows("smoke")}["Pruning (30%)"]
+    assert row["speed verdict"] == "not measured (unstable speed ratio: not judged)"
 
 
 def test_missing_summary_is_not_measured_with_the_reason():
@@ -380,15 +398,26 @@ def test_same_output_and_same_size_verdicts():
 
 def test_caching_threads_and_settings_verdicts():
     from diaropt.book.verdicts import minor_verdict, repeat_work_verdict, threads_verdict
+    from diaropt.measure.stats import Ratio
 
-    assert repeat_work_verdict({"re-run": 8.0, "grown": 2.0}, 1.02) == (
+    def steady(x):
+        return Ratio(x, 0.98 * x, 1.02 * x, 3)
+    assert repeat_work_verdict({"re-run": steady(8.0), "grown": steady(2.0)}, steady(1.02)) == (
         "confirmed for repeated work", "refuted: a cache only helps work that repeats")
-    assert repeat_work_verdict({"re-run": 8.0, "grown": 1.0}, 1.5) == ("partly: only re-run", "confirmed")
+    assert repeat_work_verdict({"re-run": steady(8.0), "grown": steady(1.0)}, steady(1.5)) == (
+        "partly: only re-run", "confirmed")
+    shaky = Ratio(1.3, 0.9, 1.8, 3)  # a range wider than a quarter of the median
+    assert repeat_work_verdict({"re-run": steady(8.0), "grown": shaky}, shaky) == (
+        "partly: only re-run (grown: unstable, not judged)", "unstable: not judged")
     assert threads_verdict({"segmentation": 2, "embedding": 2}, 2).startswith("confirmed")
     assert threads_verdict({"segmentation": 2, "embedding": 3}, 2) == \
         "partly: embedding fastest at 3 threads on 2 physical cores"
-    assert minor_verdict([0.97, 1.04]).startswith("second-order")
-    assert minor_verdict([0.97, 1.3]) == "matters: from 0.97x to 1.30x"
+    assert minor_verdict([steady(0.97), steady(1.04)]).startswith("second-order")
+    assert minor_verdict([steady(0.97), steady(1.3)]) == "matters: from 0.97x to 1.30x"
+    assert minor_verdict([steady(0.97), Ratio(1.2, 1.05, 1.3, 3)]).startswith("within noise: from 0.97x to 1.20x")
+    # a model fastest at 3 threads, but not in every round: it counts as peaking at the cores
+    assert threads_verdict({"segmentation": 3}, 2, {"segmentation": Ratio(1.02, 0.97, 1.05, 3)}).startswith("confirmed")
+    assert threads_verdict({"segmentation": 3}, 2, {"segmentation": Ratio(1.3, 1.2, 1.4, 3)}).startswith("partly")
 
 
 def test_advice_figures_quote_the_quantization_summary_or_say_why_not():

@@ -148,10 +148,24 @@ def test_model_fusion_helpers():
     assert np.isnan(fusion.best_speedup(table.iloc[:1]))  # only the eager row: no fusion measured
     shown = fusion.show(table)
     assert shown.loc["a", "max |error|"] == "1.2e-06" and shown.loc["a", "median (ms)"] == 5.0
-    row = fusion.measure_variant("x2", lambda w: 2 * w, torch.ones(1, 4), torch.full((1, 4), 1.5), repeats=2)
-    assert row["variant"] == "x2" and row["max |error|"] == 0.5 and row["compile/prepare (s)"] is None
+    rows = fusion.variant_rows({"x1": (lambda w: w, None), "x2": (lambda w: 2 * w, 0.5)}, torch.ones(1, 4),
+                               torch.full((1, 4), 1.5), repeats=2)
+    assert [r["variant"] for r in rows] == ["x1", "x2"] and [r["max |error|"] for r in rows] == [0.5, 0.5]
+    assert rows[1]["compile/prepare (s)"] == 0.5 and rows[0]["speed-up vs eager"] == 1.0 and rows[1]["rounds"] == 3
+    ranged = table.assign(**{"speed-up low": [1.0, 1.9, 1.1], "speed-up high": [1.0, 2.1, 1.4], "rounds": 3})
+    best = fusion.best_ratio(ranged)
+    assert (best.median, best.low, best.high, best.unstable) == (2.0, 1.9, 2.1, False)
+    assert fusion.best_ratio(ranged.iloc[:1]) is None
     value, seconds = fusion.timed_prepare(lambda: 42)
     assert value == 42 and seconds >= 0
+
+
+def test_decode_ceiling_is_amdahls_bound_over_the_range_of_shares():
+    decode = pd.DataFrame({"share of one model call (%)": [1.0], "share range (%)": ["0.500-2.000"], "rounds": [3]},
+                          index=["guide chain (fixed)"])
+    r = fusion.decode_ceiling(decode)
+    assert r.median == pytest.approx(1 / 0.99) and r.low == pytest.approx(1 / 0.995) and r.high == pytest.approx(1 / 0.98)
+    assert not r.unstable and r.repeats == 3
 
 
 def test_embedding_fusion_scope_names_the_reason():

@@ -62,26 +62,40 @@ def test_run_async_works_inside_a_running_loop():
 
 
 def test_compare_modes_measures_against_the_sequential_run(monkeypatch):
+    from contextlib import contextmanager
     from types import SimpleNamespace
 
     recs = [SimpleNamespace(uri=f"f{i}", duration=10.0) for i in range(4)]
+    order, opened = [], []
+    walls = {"sequential": iter([8.0, 8.0, 12.0]), "processes": iter([4.0, 4.0, 4.0]), "threads": iter([10.0, 10.0, 10.0])}
+    pids = {"sequential": [1], "processes": [2, 3], "threads": [1]}
+    clock = [0.0]
+    monkeypatch.setattr(parallel.time, "perf_counter", lambda: clock[0])
 
-    def fake(wall, pids, turns="same"):
-        def run(recs, workers=1, threads=1, **kw):
-            assert kw == {"embedding": "campplus", "variant": "optimized"}
-            results = [{"uri": r.uri, "turns": [(0.0, 1.0, turns if i == 0 else "A")], "pid": pids[i % len(pids)],
-                        "peak_rss_mib": 100.0 + i} for i, r in enumerate(recs)]
-            return {"wall": wall, "results": results, "startup": 0.5 * len(pids)}
-        return run
+    @contextmanager
+    def fake_open(mode, workers, threads, warm, variant, embedding):
+        assert (variant, embedding) == ("optimized", "campplus")
+        opened.append(mode)
 
-    monkeypatch.setattr(parallel, "run_sequential", fake(8.0, [1]))
-    monkeypatch.setattr(parallel, "run_processes", fake(4.0, [2, 3]))
-    monkeypatch.setattr(parallel, "run_threads", fake(10.0, [1], turns="other"))
+        def map_fn(rs):
+            order.append(mode)
+            clock[0] += next(walls[mode])  # the wall time of this pass
+            turns = "other" if mode == "threads" else "same"
+            return [{"uri": r.uri, "turns": [(0.0, 1.0, turns if i == 0 else "A")], "pid": pids[mode][i % len(pids[mode])],
+                     "peak_rss_mib": 100.0 + i} for i, r in enumerate(rs)]
+        yield 0.5 * len(pids[mode]), map_fn
+
+    monkeypatch.setattr(parallel, "open_mode", fake_open)
     modes = [("sequential", 1, 2), ("processes", 2, 1), ("threads", 4, 1)]
-    table, runs = parallel.compare_modes(recs, modes, cores=2, embedding="campplus")
+    table, runs = parallel.compare_modes(recs, modes, cores=2, embedding="campplus", rounds=3, progress=False)
+    assert opened == ["sequential", "processes", "threads"]  # every pool started once
+    assert order == ["sequential", "processes", "threads"] * 3  # then the modes in turn, round by round
     assert list(table.index) == ["sequential, 1 x 2 threads", "processes, 2 x 1 thread", "threads, 4 x 1 thread"]
+    # per-round ratios 8/4, 8/4, 12/4: median 2.0, range 2.0-3.0
     assert table["throughput vs sequential"].tolist() == [1.0, 2.0, 0.8]
-    assert table["RTFx"].iloc[0] == 5.0
+    assert table["throughput high"].tolist() == [1.0, 3.0, 1.2] and table["rounds"].tolist() == [3, 3, 3]
+    assert table["RTFx"].iloc[0] == 5.0  # 40 s of audio over the median wall, 8 s
+    assert table["start-up (s)"].tolist() == [0.5, 1.0, 0.5]
     assert table["processes"].tolist() == [1, 2, 1]
     assert table["peak RSS per process (MiB)"].tolist() == [103.0, 103.0, 103.0]
     assert table["oversubscribed"].tolist() == [False, False, True]
@@ -89,7 +103,10 @@ def test_compare_modes_measures_against_the_sequential_run(monkeypatch):
     assert parallel.first_value(table, "processes") == 2.0
     assert parallel.first_value(table, "dask") != parallel.first_value(table, "dask")  # NaN: not run
     v = parallel.verdicts(table, kept=2, files=4)
-    assert v["par_verdict_throughput"].startswith("partly")
+    assert v["par_verdict_throughput"].startswith("partly")  # 2.0x-3.0x: spread, but every round gains
     assert v["par_verdict_limit"].startswith("confirmed")
     assert v["par_verdict_snippet"].startswith("wrong")
+    shaky = table.assign(**{"throughput vs sequential": [1.0, 1.2, 0.8], "throughput low": [1.0, 0.9, 0.8],
+                            "throughput high": [1.0, 1.5, 0.85]})
+    assert parallel.verdicts(shaky, kept=2, files=4)["par_verdict_throughput"] == "unstable: not judged"
     assert parallel.verdicts(table.iloc[:2], kept=4, files=4)["par_verdict_limit"] == "not measured in this profile"

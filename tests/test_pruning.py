@@ -131,7 +131,9 @@ def test_der_table_scores_each_pruned_model_in_its_place(seg):
 # the chapter's tables and verdicts (fabricated rows, no model needed)
 
 
-def _struct(emb=True):
+def _struct(emb=True, spread=0.02):
+    """A structural table as ``structural_table`` makes it; each speed-up's per-round range is
+    ``spread`` either side of its median."""
     import pandas as pd
 
     rows = [("segmentation-3.0", 0.0, 1000, 10.0, 4.0), ("segmentation-3.0", 0.3, 500, 5.0, 2.5)]
@@ -142,6 +144,7 @@ def _struct(emb=True):
     for r in rows:
         r["params removed (%)"] = 100 * (1 - r["parameters"] / base[r["model"]]["parameters"])
         r["speed-up"] = base[r["model"]]["ms / window"] / r["ms / window"]
+        r |= {"speed-up low": r["speed-up"] - spread, "speed-up high": r["speed-up"] + spread, "rounds": 3}
     return pd.DataFrame(rows).set_index(["model", "ratio"])
 
 
@@ -163,6 +166,8 @@ def test_structural_figures_and_verdicts_with_campplus():
     assert v["pr_verdict_size"] == "confirmed only when done structurally"  # 50 % and 55 % of the parameters removed
     assert v["pr_verdict_speed"] == "partly (structural only)"  # the slower model: 8/7 = 1.14x
     assert v["pr_verdict_der"] == "segmentation: confirmed; CAM++: refuted at the frozen threshold (not re-tuned)"
+    # the slower model's per-round ratios range over 0.84x-1.44x: shown, not judged
+    assert pr.verdicts(_struct(spread=0.3), _ders())["pr_verdict_speed"] == "unstable: not judged (structural only)"
 
 
 def test_verdicts_and_summary_without_campplus():
@@ -179,8 +184,9 @@ def test_verdicts_and_summary_without_campplus():
     snippet = pd.DataFrame([{"model": "segmentation-3.0", "stored (MB)": 6.0},
                             {"model": "segmentation-3.0, guide-pruned", "stored (MB)": 6.0}]).set_index("model")
     s = pr.summary("resnet34-test", snippet, _struct(emb=False), _ders(emb=False), kd_steps=2)
-    assert set(s) == {"embedding", "ratio", "params_removed_pct", "speed", "der_after_kd_points", "der_after_kd_ci",
-                      "guide_snippet_size_ratio", "kd_steps"}
+    assert set(s) == {"embedding", "ratio", "params_removed_pct", "speed", "speed_ratio", "der_after_kd_points",
+                      "der_after_kd_ci", "guide_snippet_size_ratio", "kd_steps"}
+    assert s["speed_ratio"]["segmentation"]["median"] == 1.6 and "embedding" not in s["speed_ratio"]
     assert s["speed"]["segmentation"] == 1.6 and math.isnan(s["speed"]["embedding"])
     assert s["guide_snippet_size_ratio"]["segmentation"] == 1.0
 

@@ -282,3 +282,26 @@ def test_interleaved_calls_alternate_the_variants_round_by_round():
     samples = interleaved_calls([lambda: order.append("a"), lambda: order.append("b")], rounds=3, warmup=1)
     assert order == ["a", "b"] * 4  # one warm-up round, then three recorded ones
     assert [len(s) for s in samples] == [3, 3] and all(t >= 0 for s in samples for t in s)
+
+
+def test_interleaved_ratios_repeat_quick_calls_and_compare_with_the_first_variant():
+    import time
+
+    from diaropt.measure.timing import interleaved_ratios
+
+    calls = {"slow": 0, "fast": 0}
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.02)
+
+    def fast():
+        calls["fast"] += 1
+        time.sleep(0.005)
+
+    timings, ratios = interleaved_ratios({"slow": slow, "fast": fast}, rounds=3, min_seconds=0.05)
+    # one first call each, then 3 samples of ceil(0.05 / first) back-to-back calls
+    assert calls["slow"] == 1 + 3 * 3 and calls["fast"] >= 1 + 3 * 6
+    assert ratios["slow"].median == 1.0 and ratios["fast"].repeats == 3
+    assert 2.0 < ratios["fast"].median < 4.5  # 20 ms against about 5 ms, per call
+    assert 0.015 < timings["slow"].median < 0.04  # seconds per call, not per sample

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .results import fmt, load_json, results_dir, save_json
-from .verdicts import der_verdict, speed_verdict
+from .verdicts import der_verdict, ratio_verdict, speed_verdict
 
 GUIDE = "model-optimization-guide.md"  # the seed guide this book checks
 TABLE = "Performance Benchmarks"
@@ -206,6 +206,20 @@ class Measurement:
     scope: str = ""
     measurable: bool = True
     ci: tuple[float, float] | None = None
+    ratio: object = None  # a speed's measure.stats.Ratio (interleaved rounds), when measured so
+
+    @classmethod
+    def speed(cls, ratio: dict | None, value: float, text: str, **kw) -> Measurement:
+        """A speed measured as interleaved rounds (``ratio``: a ``Ratio.as_dict()``, or None for
+        a single figure ``value``): the text says how many rounds, at its ``{rounds}`` or at its end."""
+        from ..measure.stats import Ratio
+
+        if not ratio:
+            return cls(value, text.replace("{rounds}", ""), **kw)
+        r = Ratio(ratio["median"], ratio["low"], ratio["high"], ratio["repeats"])
+        rounds = f"median of {r.repeats} interleaved rounds, {r.low:.2f}-{r.high:.2f}"
+        text = text.replace("{rounds}", rounds) if "{rounds}" in text else f"{text} ({rounds})"
+        return cls(r.median, text, ratio=r, **kw)
 
     @property
     def measured(self) -> bool:
@@ -243,7 +257,9 @@ def verdict(claim: Claim, measurement: Measurement | None) -> Verdict:
       summary, a figure the smoke profile skips);
     - ``measurable=False``: *not measurable here* (e.g. Apple Neural Engine speed on Linux);
     - speed: ``speed_verdict`` (confirmed at >= 95 % of the claim's lower bound, partly for a
-      real gain >= 1.1x, refuted below); DER: ``der_verdict`` against the claimed bound in
+      real gain >= 1.1x, refuted below), through ``ratio_verdict`` when the speed is a ratio of
+      interleaved rounds (a spread the verdict cannot settle: *not measured*, unstable);
+      DER: ``der_verdict`` against the claimed bound in
       points, on the change's 95 % CI when the chapter measured one (*within noise* when the
       interval straddles the bound; a bound of 0 is checked on both sides); size: ``size_verdict``.
     """
@@ -258,7 +274,10 @@ def verdict(claim: Claim, measurement: Measurement | None) -> Verdict:
     v = float(measurement.value)
     what = f"{claim.row}: claimed {claim.claimed}"
     if claim.quantity == "speed":
-        word = speed_verdict(v, claim.low, claim.high)
+        word = speed_verdict(v, claim.low, claim.high) if measurement.ratio is None else \
+            ratio_verdict(measurement.ratio, claim.low, claim.high)
+        if word == "unstable: not judged":
+            return Verdict("not measured", "unstable speed ratio: not judged", "(unstable speed ratio: not judged)")
         reason = f"{what}, measured {v:.2f}x"
     elif claim.quantity == "der":
         word = der_verdict(v, claim.low, measurement.ci)
@@ -324,15 +343,11 @@ def _quantization(s: ChapterSummary, scheme: str) -> dict[str, Measurement]:
 
 def _fusion(s: ChapterSummary) -> dict[str, Measurement]:
     meta = {"model": s.embedding, "cpu": s.cpu}
-    ratio = s.get("skip_e2e_ratio") or {}
-    unstable = bool(ratio.get("unstable"))
     return {
-        "speed": Measurement(math.nan if unstable else s["skip_e2e_speedup"], f"models: seg {fmt(s['seg_model_speedup'])}x, emb "
-                             f"{fmt(s['emb_model_speedup'])}x; pipeline (shared trunk, silent speakers skipped): "
-                             f"{fmt(s['skip_e2e_speedup'])}x" + (f" (median of {ratio['repeats']} interleaved rounds)"
-                                                                  if ratio else ""),
-                             scheme="shared embedding trunk with silent speakers skipped, end to end",
-                             note="unstable speed ratio: not judged" if unstable else "", **meta),
+        "speed": Measurement.speed(s.get("skip_e2e_ratio"), s["skip_e2e_speedup"],
+                                   f"models: seg {fmt(s['seg_model_speedup'])}x, emb {fmt(s['emb_model_speedup'])}x; "
+                                   f"pipeline (shared trunk, silent speakers skipped): {fmt(s['skip_e2e_speedup'])}x",
+                                   scheme="shared embedding trunk with silent speakers skipped, end to end", **meta),
         "size": Measurement(0.0, "0 %", scheme="no weight changes", **meta),
         "der": Measurement(s["der_delta_points"], f"{fmt(s['der_delta_points'], '+.2f')} pts{_ci_text(s.get('der_delta_ci'))}",
                            scheme="shared trunk", ci=_ci(s.get("der_delta_ci")), **meta),
@@ -341,15 +356,12 @@ def _fusion(s: ChapterSummary) -> dict[str, Measurement]:
 
 def _batching(s: ChapterSummary) -> dict[str, Measurement]:
     meta = {"model": s.embedding, "cpu": s.cpu}
-    ratio = s.get("pipe_ratio") or {}
     err = s["der_max_error"]
     same = err is not None and err <= BATCH_IDENTICAL
     return {
-        "speed": Measurement(math.nan if ratio.get("unstable") else s["pipe_gain"], f"seg {fmt(s['seg_gain'])}x, emb "
-                             f"{fmt(s['emb_gain'])}x; pipeline {fmt(s['pipe_gain'])}x"
-                             + (f" (median of {ratio['repeats']} interleaved rounds)" if ratio else ""),
-                             scheme="best batch size, end to end",
-                             note="unstable speed ratio: not judged" if ratio.get("unstable") else "", **meta),
+        "speed": Measurement.speed(s.get("pipe_ratio"), s["pipe_gain"],
+                                   f"seg {fmt(s['seg_gain'])}x, emb {fmt(s['emb_gain'])}x; pipeline {fmt(s['pipe_gain'])}x",
+                                   scheme="best batch size, end to end", **meta),
         "size": Measurement(0.0, "0 %", scheme="no weight changes", **meta),
         "der": Measurement(0.0 if same else math.nan, f"identical (max error {fmt(err, '.1e')})",
                            scheme="batched vs per-call outputs",
@@ -360,13 +372,17 @@ def _batching(s: ChapterSummary) -> dict[str, Measurement]:
 def _pruning(s: ChapterSummary) -> dict[str, Measurement]:
     meta = {"model": s.embedding, "cpu": s.cpu}
     removed, speed, der = s["params_removed_pct"], s["speed"], s["der_after_kd_points"]
+    ratios = s.get("speed_ratio") or {}
+    slower = min(ratios.values(), key=lambda q: q["median"]) if ratios else None  # the slower model decides
 
     def ci_text(model):
         return _ci_text((s.get("der_after_kd_ci") or {}).get(model))
     return {
-        "speed": Measurement(_worst(speed), _pair(speed) + f" (structural, ratio {fmt(s.get('ratio', 0.3), 'g')}); "
-                             "the guide's snippet: no change", scope="(structural only)",
-                             scheme="structural pruning, torch", note="the slower of the two models", **meta),
+        "speed": Measurement.speed(slower, _worst(speed),
+                                   _pair(speed) + f" (structural, ratio {fmt(s.get('ratio', 0.3), 'g')}"
+                                   + ("; the slower model: {rounds}" if slower else "")
+                                   + "); the guide's snippet: no change", scope="(structural only)",
+                                   scheme="structural pruning, torch", note="the slower of the two models", **meta),
         "size": Measurement(_worst(removed), f"seg {_with_unit(removed['segmentation'], '.0f', ' %')}, emb "
                             f"{_with_unit(removed['embedding'], '.0f', ' %')} fewer parameters (structural); snippet: 0 %",
                             scheme="structural pruning (parameters)", **meta),

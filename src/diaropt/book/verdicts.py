@@ -23,12 +23,22 @@ def speed_verdict(measured: float, claimed_low: float, claimed_high: float | Non
     return "refuted"
 
 
+def decided(ratio, rule):
+    """``rule`` applied to a ``measure.stats.Ratio`` (medians of interleaved rounds): to its
+    median when the ratio is stable; when it is too spread (``Ratio.unstable``), to its whole
+    range: the answer when both ends get the same one (every round agrees), else None."""
+    if not ratio.unstable:
+        return rule(ratio.median)
+    low, high = rule(ratio.low), rule(ratio.high)
+    return low if low == high else None
+
+
 def ratio_verdict(ratio, claimed_low: float, claimed_high: float | None = None) -> str:
     """``speed_verdict`` on the median of interleaved repeats (a ``measure.stats.Ratio``); a ratio
-    whose spread is too wide (``Ratio.unstable``) is shown but not judged."""
-    if ratio.unstable:
-        return "unstable: not judged"
-    return speed_verdict(ratio.median, claimed_low, claimed_high)
+    whose spread is too wide (``Ratio.unstable``) is judged only when its whole range gets the
+    same verdict, and otherwise shown but not judged (``decided``)."""
+    word = decided(ratio, lambda v: speed_verdict(v, claimed_low, claimed_high))
+    return "unstable: not judged" if word is None else word
 
 
 def der_verdict(delta_points: float, claimed_max_points: float, ci: tuple[float, float] | None = None) -> str:
@@ -71,42 +81,58 @@ def same_size_verdict(before_mb: float, after_mb: float, tolerance: float = 0.01
     return f"confirmed: {text}" if abs(change) <= tolerance else f"refuted: {text}"
 
 
-def repeat_work_verdict(repeated_speedups: dict[str, float], first_run_speedup: float) -> tuple[str, str]:
-    """Two verdicts on caching: (avoids redundant computation, makes a first run faster).
+def repeat_work_verdict(repeated: dict, first_run) -> tuple[str, str]:
+    """Two verdicts on caching: (avoids redundant computation, makes a first run faster), from
+    interleaved speed-ups (``measure.stats.Ratio``: uncached / cached).
 
     The first is confirmed when every repeated workload gains at least ``MINOR_GAIN`` (partly when
-    only some do); the second is refuted when the cold run gains less than ``MINOR_GAIN``."""
-    gains = [v for v in repeated_speedups.values() if v == v]
-    won = [k for k, v in repeated_speedups.items() if v >= MINOR_GAIN]
-    if gains and len(won) == len(gains):
-        repeated = "confirmed for repeated work"
-    elif won:
-        repeated = f"partly: only {', '.join(won)}"
+    only some do); the second is refuted when the cold run gains less than ``MINOR_GAIN``. A ratio
+    too spread to judge (``decided`` gives None) is left out and named."""
+    def gains(v):
+        return v >= MINOR_GAIN
+    calls = {k: decided(r, gains) for k, r in repeated.items()}
+    shaky = [k for k, c in calls.items() if c is None]
+    won = [k for k, c in calls.items() if c]
+    note = f" ({', '.join(shaky)}: unstable, not judged)" if shaky else ""
+    if not won:
+        repeated_word = "unstable: not judged" if len(shaky) == len(repeated) else "refuted" + note
+    elif len(won) == len(repeated):
+        repeated_word = "confirmed for repeated work"
     else:
-        repeated = "refuted"
-    first = ("confirmed" if first_run_speedup >= MINOR_GAIN
-             else "refuted: a cache only helps work that repeats")
-    return repeated, first
+        repeated_word = f"partly: only {', '.join(won)}" + note
+    first = {None: "unstable: not judged", True: "confirmed",
+             False: "refuted: a cache only helps work that repeats"}[decided(first_run, gains)]
+    return repeated_word, first
 
 
-def threads_verdict(best_threads: dict[str, int], physical_cores: int) -> str:
+def threads_verdict(best_threads: dict[str, int], physical_cores: int, over_cores: dict | None = None) -> str:
     """The CPU reading of "use the cores": confirmed when every model is fastest with one thread
-    per physical core, partly when some model peaks at another count."""
-    off = {m: n for m, n in best_threads.items() if int(n) != int(physical_cores)}
+    per physical core, partly when some model peaks at another count. With ``over_cores`` (per
+    model, its fastest count's ``measure.stats.Ratio`` over one thread per core, round by round),
+    a model whose fastest count did not win every round counts as peaking at the cores."""
+    over_cores = over_cores or {}
+    off = {m: n for m, n in best_threads.items()
+           if int(n) != int(physical_cores) and (m not in over_cores or over_cores[m].low > 1.0)}
     if not off:
         return f"confirmed: fastest at one thread per physical core ({physical_cores})"
     return "partly: " + ", ".join(f"{m} fastest at {int(n)} threads" for m, n in off.items()) + \
         f" on {physical_cores} physical cores"
 
 
-def minor_verdict(gains: list[float]) -> str:
-    """Settings whose every speed-up lies within ``1/MINOR_GAIN`` .. ``MINOR_GAIN``: second-order."""
-    gains = [g for g in gains if g == g]
-    if not gains:
+def minor_verdict(ratios: list) -> str:
+    """Settings' speed-ups (``measure.stats.Ratio``: medians of interleaved rounds with their
+    range): second-order when every median lies within ``1/MINOR_GAIN`` .. ``MINOR_GAIN``;
+    matters when some setting's whole range lies outside it; within noise otherwise."""
+    ratios = [r for r in ratios if r.median == r.median]
+    if not ratios:
         return "not measured"
+    gains = [r.median for r in ratios]
     if all(1 / MINOR_GAIN <= g <= MINOR_GAIN for g in gains):
         return f"second-order: every setting within ±{100 * (MINOR_GAIN - 1):.0f} %"
-    return f"matters: from {min(gains):.2f}x to {max(gains):.2f}x"
+    span = f"from {min(gains):.2f}x to {max(gains):.2f}x"
+    if any(r.low > MINOR_GAIN or r.high < 1 / MINOR_GAIN for r in ratios):
+        return f"matters: {span}"
+    return f"within noise: {span}, but no range clears ±{100 * (MINOR_GAIN - 1):.0f} %"
 
 
 def target_verdict(measured: float, target: float, unit: str, *, at_most: bool = True,

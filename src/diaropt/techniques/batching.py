@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..core.constants import LOCAL_SPEAKERS, SAMPLE_RATE, SEGMENTATION_FRAMES, WINDOW_SAMPLES
 from ..measure.memory import PeakRSS
-from ..measure.timing import interleaved_calls
+from ..measure.timing import interleaved_per_call, loops_for
 from ..pipelines.trunks import trunk_and_pool
 from .fusion import FusedSegmentation
 
@@ -92,13 +92,12 @@ def batched_vs_per_speaker(model: BatchedDiarizationModel, embedding_model, x: t
 def throughput_curve(fn, make_batch, batch_sizes, *, items_per_batch=None, repeats=3, warmup=1,
                      progress=True, min_seconds: float = 0.25) -> list[dict]:
     """Seconds per call and items per second for each batch size, the sizes interleaved in every
-    round (1, 2, 4, ..., then again: ``measure.timing.interleaved_calls``) so that a load spike
+    round (1, 2, 4, ..., then again: ``measure.timing.interleaved_per_call``) so that a load spike
     hits them all; each size's speed-up over the first size is the median of its per-round ratios
     of seconds per item, with their range and ``measure.stats``' "unstable" flag. A sample of a
     size whose call is quicker than ``min_seconds`` times as many back-to-back calls as fill it
     (as ``timeit`` does), so that a few milliseconds of jitter do not decide a ratio. Peak RSS
     growth is that of each size's first (warm-up) call."""
-    import math
     import time
 
     from ..measure.stats import speed_ratio
@@ -111,15 +110,9 @@ def throughput_curve(fn, make_batch, batch_sizes, *, items_per_batch=None, repea
                 t0 = time.perf_counter()
                 fn(xs[b])
                 first = time.perf_counter() - t0
-            growth[b], loops[b] = mem.delta_mib, max(1, math.ceil(min_seconds / max(first, 1e-6)))
-
-        def calls(b):
-            def run():
-                for _ in range(loops[b]):
-                    fn(xs[b])
-            return run
-        samples = interleaved_calls([calls(b) for b in batch_sizes], rounds=repeats, warmup=max(0, warmup - 1))
-    samples = [[t / loops[b] for t in ts] for b, ts in zip(batch_sizes, samples)]
+            growth[b], loops[b] = mem.delta_mib, loops_for(first, min_seconds)
+        samples = interleaved_per_call([lambda b=b: fn(xs[b]) for b in batch_sizes], [loops[b] for b in batch_sizes],
+                                       rounds=repeats, warmup=max(0, warmup - 1))
     items = {b: items_per_batch(b) if items_per_batch else b for b in batch_sizes}
     per_item = {b: [t / items[b] for t in ts] for b, ts in zip(batch_sizes, samples)}
     rows = []

@@ -26,7 +26,8 @@ embedding-trunk block is looked up by content, model fingerprint and runtime.
 The chapter measures: the guide's cache answering a switched model with the old model's
 output (``stale_answers``); what the correct cache buys on realistic workloads — a cold run,
 a re-run, re-clustering at several thresholds, a recording that grew, a new process reading
-the disk tier — against the uncached pipeline (``uncached_workloads``, ``cached_workloads``);
+the disk tier — against the uncached pipeline, the two timed in turn round by round
+(``workloads``; each speed-up the median of its per-round ratios, with their range);
 and what an hour of audio costs in memory (``entry_sizes``).
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ..core.constants import SEGMENTATION_FRAMES, WINDOW_SAMPLES, WINDOW_SECONDS
 from ..core.data import Recording
 from ..core.models import load_segmentation
 from ..measure.scoring import score
+from ..measure.stats import Ratio, speed_ratio
 from ..pipelines.optimized import OPTIMIZED
 from ..pipelines.reference import run_pyannote
 from ..pipelines.trunks import BlockTrunkDiarization, build_shared_trunk_pipeline, trunk_and_pool
@@ -211,8 +213,9 @@ def cached_optimized_pipeline(cache: ContentCache, embedding="auto",
 # ---- the chapter's measurements -----------------------------------------------------------
 
 SETTINGS = {
-    "full": {"files": 6, "stale_windows": 24},
-    "smoke": {"files": 1, "stale_windows": 24},
+    # rounds: interleaved (uncached, cached) rounds of each workload (re-clustering: one per threshold)
+    "full": {"files": 6, "stale_windows": 24, "rounds": 3},
+    "smoke": {"files": 1, "stale_windows": 24, "rounds": 3},
 }
 WINDOW_STEP = 5.0  # seconds between the real windows of the stale-answer check
 THRESHOLD_OFFSETS = (-0.1, -0.05, 0.0, 0.05, 0.1)  # re-clustering: around the frozen threshold
@@ -277,25 +280,10 @@ def set_threshold(pipe, params: dict, threshold: float) -> None:
                       "clustering": dict(params["clustering"], threshold=threshold)})
 
 
-def uncached_workloads(pipe, files: list[Recording], params: dict, thresholds: list[float]) -> dict[str, float]:
-    """Wall seconds of every workload with the uncached pipeline, after a warm-up on the first
-    file (ONNX Runtime sessions, allocator). Without a cache a new process costs a cold run."""
-    run_pyannote(pipe, files[0])
-    out = {COLD: run_all(pipe, files)[0], RERUN: run_all(pipe, files)[0]}
-    total = 0.0
-    for thr in thresholds:
-        set_threshold(pipe, params, thr)
-        total += run_all(pipe, files)[0]
-    out[RECLUSTER] = total
-    out[GROWN] = run_all(pipe, halves(files))[0] + run_all(pipe, files)[0]
-    out[DISK] = out[COLD]
-    return out
-
-
 @dataclass
 class Workloads:
-    """The cached runs: one row per workload, the memory tier after the cold run, and the strict
-    DER of the re-clustering runs by threshold."""
+    """The runs of every workload: one row per workload, the memory tier after the cold run, and
+    the strict DER of the re-clustering runs by threshold."""
 
     rows: list[dict]
     memory_after_cold: int
@@ -305,44 +293,71 @@ class Workloads:
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows).set_index("workload")
 
+    def ratio(self, workload: str) -> Ratio:
+        """A workload's speed-up (uncached / cached seconds) as a ``measure.stats.Ratio``."""
+        row = self.table.loc[workload]
+        return Ratio(float(row["speed-up"]), float(row["speed-up low"]), float(row["speed-up high"]), int(row["rounds"]))
 
-def cached_workloads(pipe, cache: ContentCache, files: list[Recording], params: dict, thresholds: list[float],
-                     uncached: dict[str, float], warmup: Recording) -> Workloads:
-    """Every workload through the cached pipeline, in order: cold (empty cache, after a warm-up on
-    ``warmup``, a file outside ``files``, and a clear), re-run, re-cluster, grown recording (from
-    an empty memory tier and disk), new process (memory tier emptied, disk tier kept). Each row:
-    seconds, speed-up over ``uncached``, hit rate of its lookups, memory tier size."""
+
+def workloads(plain, pipe, cache: ContentCache, files: list[Recording], params: dict, thresholds: list[float],
+              warmup: Recording, rounds: int = 3) -> Workloads:
+    """Every workload, the uncached pipeline ``plain`` and the cached ``pipe`` timed in turn
+    (uncached, cached, uncached, cached, ...) so that a load spike hits both: cold (the cache
+    cleared before each cached run), re-run, re-cluster (one pair per threshold), grown recording
+    (from an empty memory tier and disk), new process (memory tier emptied, disk tier kept), each
+    ``rounds`` times after a warm-up of both on ``warmup`` (a file outside ``files``). Each row:
+    median seconds of both, the speed-up (median of the per-round ratios, with their range and
+    ``measure.stats``' unstable flag), the hit rate of its cached lookups and the memory tier's
+    size. Without a cache a new process costs a cold run."""
+    run_pyannote(plain, warmup)
     run_pyannote(pipe, warmup)
-    cache.clear()
     result = Workloads([], 0)
 
-    def measure(name, fn):
-        before = (cache.stats.hits, cache.stats.misses)
-        seconds = fn()
-        hits, misses = cache.stats.hits - before[0], cache.stats.misses - before[1]
-        result.rows.append({"workload": name, "uncached (s)": uncached[name], "cached (s)": seconds,
-                            "speed-up": uncached[name] / seconds, "hit rate": hits / max(hits + misses, 1),
+    def measure(name, pairs):
+        """``pairs``: one (uncached run, cached run, before-cached-run) triple of callables per round."""
+        hits = misses = 0
+        seconds = ([], [])
+        for uncached_run, cached_run, reset in pairs:
+            seconds[0].append(uncached_run())
+            reset()  # may reset the statistics too
+            before = (cache.stats.hits, cache.stats.misses)
+            seconds[1].append(cached_run())
+            hits, misses = hits + cache.stats.hits - before[0], misses + cache.stats.misses - before[1]
+        ratio = speed_ratio(*seconds)
+        result.rows.append({"workload": name, "uncached (s)": float(np.median(seconds[0])),
+                            "cached (s)": float(np.median(seconds[1])), "speed-up": ratio.median,
+                            "speed-up low": ratio.low, "speed-up high": ratio.high, "rounds": ratio.repeats,
+                            "unstable": ratio.unstable, "hit rate": hits / max(hits + misses, 1),
                             "cache in memory (MiB)": cache.memory_bytes / 2**20})
 
-    def recluster():
-        total = 0.0
-        for thr in thresholds:
-            set_threshold(pipe, params, thr)
-            seconds, der = run_all(pipe, files)
-            result.der_by_threshold[thr] = der
-            total += seconds
-        return total
+    def run(p, recs=files):
+        return lambda: run_all(p, recs)[0]
 
-    measure(COLD, lambda: run_all(pipe, files)[0])
+    def nothing():
+        pass
+
+    def grown(p):
+        return lambda: run_all(p, halves(files))[0] + run_all(p, files)[0]
+
+    def at(thr):
+        def cached_run():
+            seconds, result.der_by_threshold[thr] = run_all(pipe, files)
+            return seconds
+
+        def uncached_run():
+            set_threshold(plain, params, thr)
+            set_threshold(pipe, params, thr)
+            return run_all(plain, files)[0]
+        return uncached_run, cached_run, nothing
+
+    measure(COLD, [(run(plain), run(pipe), cache.clear)] * rounds)
     result.memory_after_cold = cache.memory_bytes
-    measure(RERUN, lambda: run_all(pipe, files)[0])
-    measure(RECLUSTER, recluster)
-    set_threshold(pipe, params, params["clustering"]["threshold"])
-    cache.memory.clear()  # the grown-recording workload starts from an empty memory tier...
-    cache.disk.clear()  # ...and an empty disk
-    measure(GROWN, lambda: run_all(pipe, halves(files))[0] + run_all(pipe, files)[0])
-    cache.memory.clear()  # a new process: memory empty, disk tier kept
-    measure(DISK, lambda: run_all(pipe, files)[0])
+    measure(RERUN, [(run(plain), run(pipe), nothing)] * rounds)
+    measure(RECLUSTER, [at(thr) for thr in thresholds])
+    for p in (plain, pipe):
+        set_threshold(p, params, params["clustering"]["threshold"])
+    measure(GROWN, [(grown(plain), grown(pipe), cache.clear)] * rounds)  # from an empty memory tier and disk
+    measure(DISK, [(run(plain), run(pipe), cache.memory.clear)] * rounds)  # a new process: memory empty, disk kept
     return result
 
 

@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..book.verdicts import MINOR_GAIN
 from ..measure.scoring import score
 from ..pipelines.trunks import (
     SharedTrunkDiarization,
@@ -421,8 +422,12 @@ def worth(delta: float, ci: tuple[float, float], cost: float) -> str:
 
 
 def cost_verdict(*costs: float) -> str:
-    """The guide's "efficiently": refuted when every ensemble costs more than its single model."""
+    """The guide's "efficiently": refuted when every ensemble costs more than its single model
+    by more than the noise of a single run (``book.verdicts.MINOR_GAIN``); within noise when none
+    is cheaper beyond it but some cost lies within it; partly when some ensemble is cheaper."""
     shown = " and ".join(f"{c:.2f}x" for c in costs)
-    if all(c > 1.0 for c in costs):
+    if all(c > MINOR_GAIN for c in costs):
         return f"refuted: {shown} the time"
+    if all(c >= 1 / MINOR_GAIN for c in costs):
+        return f"within noise: {shown} the time (within ±{100 * (MINOR_GAIN - 1):.0f} % of the single model)"
     return f"partly: {shown} the time"

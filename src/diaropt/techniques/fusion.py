@@ -9,13 +9,18 @@ the fused code equal to the reference before timing it:
 1. **Powerset decode** (the guide's snippet): reshape -> softmax -> argmax -> one-hot -> matmul
    with the 7x3 mapping. Softmax is monotonic, so argmax of the log-probabilities already gives
    the class; one-hot + matmul is a row lookup. ``decode_fused`` = ``mapping[argmax]``;
-   ``decode_table`` times the three decoders against one model call (Amdahl's ceiling).
+   ``decode_table`` times the three decoders against one model call (Amdahl's ceiling:
+   ``decode_ceiling``).
 2. **Model-level** (``model_fusion_tables``): SincNet filters baked (``diaropt.portable.plain``),
    BatchNorm folded into the preceding convolution (``fold_campplus_batchnorm``, torch's
    ``fuse_conv_bn_eval``; CAM++ only, it walks CAM++'s modules), TorchScript freeze,
    ``torch.compile``.
 3. **Shared embedding trunk** (``diaropt.pipelines.trunks``; ``trunk_runs`` / ``trunk_table``):
    the trunk once per chunk instead of once per (chunk, speaker), silent speakers skipped.
+
+Every speed-up is the median of interleaved rounds (``measure.timing.interleaved_ratios`` for
+the models and decoders, ``measure.benchmark.interleaved_speed`` end to end) with its range;
+a ratio too spread to judge is shown, not judged (``book.verdicts.ratio_verdict``).
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..measure.timing import time_call
+from ..measure.stats import Ratio
+from ..measure.timing import interleaved_ratios
 from ..portable.plain import CAMPPlusModule, PlainSegmentation
 
 SETTINGS = {
@@ -180,7 +186,9 @@ def freeze_torchscript(module: nn.Module, example: torch.Tensor, optimize: bool 
 
 def decode_table(segmentation, window: torch.Tensor, repeats: int) -> pd.DataFrame:
     """Check the three decoders equal on one window and on 32 noisy copies, then time them
-    (median µs over ``10 * repeats`` calls) and compare with one segmentation call."""
+    interleaved with one segmentation call (``measure.timing.interleaved_ratios``, ``repeats // 2``
+    rounds, at least 3, quick calls looped): µs per call (medians) and each decoder's share of the model
+    call, the median of the per-round shares with their range."""
     mapping = powerset().mapping
     with torch.inference_mode():
         batch32 = segmentation(window.repeat(32, 1, 1) + 1e-3 * torch.randn(32, *window.shape[1:]))
@@ -190,30 +198,50 @@ def decode_table(segmentation, window: torch.Tensor, repeats: int) -> pd.DataFra
         assert torch.equal(decode_guide(logp, mapping), ref)
         assert torch.equal(decode_fused(logp, mapping), ref)
 
-    def time_decoders(logp):
-        rows = {}
-        for name, fn in [("pyannote Powerset", lambda: decode_pyannote(logp)),
-                         ("guide chain (fixed)", lambda: decode_guide(logp, mapping)),
-                         ("fused lookup", lambda: decode_fused(logp, mapping))]:
-            with torch.inference_mode():
-                rows[name] = time_call(fn, warmup=5, repeats=10 * repeats).median * 1e6
-        return rows
+    def decoders(logp):
+        return {"pyannote Powerset": lambda: decode_pyannote(logp),
+                "guide chain (fixed)": lambda: decode_guide(logp, mapping),
+                "fused lookup": lambda: decode_fused(logp, mapping)}
 
-    decode = pd.DataFrame({"1 window (µs)": time_decoders(one), "32 windows (µs)": time_decoders(batch32)})
+    rounds = max(3, repeats // 2)
     with torch.inference_mode():
-        model_us = time_call(lambda: segmentation(window), warmup=2, repeats=repeats).median * 1e6
-    decode["share of one model call (%)"] = 100 * decode["1 window (µs)"] / model_us
+        t1, r1 = interleaved_ratios({"model call": lambda: segmentation(window)} | decoders(one), rounds=rounds)
+        t32, _ = interleaved_ratios(decoders(batch32), rounds=rounds)
+    names = list(t32)
+    decode = pd.DataFrame({"1 window (µs)": {n: 1e6 * t1[n].median for n in names},
+                           "32 windows (µs)": {n: 1e6 * t32[n].median for n in names}})
+    # model seconds / decoder seconds per round: its inverse is the decoder's share of a model call
+    decode["share of one model call (%)"] = [100 / r1[n].median for n in names]
+    decode["share range (%)"] = [f"{100 / r1[n].high:.3f}-{100 / r1[n].low:.3f}" for n in names]
+    decode["rounds"] = [r1[n].repeats for n in names]
     return decode
 
 
-def measure_variant(name: str, fn, window: torch.Tensor, reference: torch.Tensor, repeats: int,
-                    compile_seconds: float | None = None) -> dict:
-    """Median/IQR latency of ``fn(window)`` and its largest absolute difference from ``reference``."""
+def decode_ceiling(decode: pd.DataFrame, name: str = "guide chain (fixed)") -> Ratio:
+    """Amdahl's ceiling on the model call's speed-up if ``name``'s decode cost nothing:
+    1 / (1 - share), as a ``measure.stats.Ratio`` over the range of its per-round shares."""
+    row = decode.loc[name]
+    low, high = (float(v) / 100 for v in row["share range (%)"].split("-"))
+
+    def ceiling(share):
+        return 1 / (1 - share)
+    return Ratio(ceiling(float(row["share of one model call (%)"]) / 100), ceiling(low), ceiling(high), int(row["rounds"]))
+
+
+def variant_rows(variants: dict, window: torch.Tensor, reference: torch.Tensor, repeats: int) -> list[dict]:
+    """Latency of each ``{name: (fn, prepare seconds or None)}`` on ``window``, timed interleaved
+    (``measure.timing.interleaved_ratios``, ``repeats // 2`` rounds, at least 3): median and IQR ms,
+    the speed-up over the first variant (median of per-round ratios, range, unstable flag), and
+    the largest absolute difference of its output from ``reference``."""
     with torch.inference_mode():
-        out = fn(window)
-        t = time_call(lambda: fn(window), warmup=3, repeats=repeats)
-    return {"variant": name, "median (ms)": 1e3 * t.median, "IQR (ms)": 1e3 * t.iqr,
-            "max |error|": float((out - reference).abs().max()), "compile/prepare (s)": compile_seconds}
+        errors = {n: float((fn(window) - reference).abs().max()) for n, (fn, _) in variants.items()}
+        timings, ratios = interleaved_ratios({n: (lambda fn=fn: fn(window)) for n, (fn, _) in variants.items()},
+                                             rounds=max(3, repeats // 2))
+    return [{"variant": n, "median (ms)": 1e3 * timings[n].median, "IQR (ms)": 1e3 * timings[n].iqr,
+             "max |error|": errors[n], "compile/prepare (s)": prep, "speed-up vs eager": ratios[n].median,
+             "speed-up low": ratios[n].low, "speed-up high": ratios[n].high, "rounds": ratios[n].repeats,
+             "unstable": ratios[n].unstable}
+            for n, (_, prep) in variants.items()]
 
 
 def timed_prepare(make):
@@ -248,38 +276,29 @@ def model_fusion_tables(segmentation, choice, window: torch.Tensor, repeats: int
     from ..core.models import load_campplus
 
     embedding = choice.model
-    seg_rows, emb_rows, n_folded = [], [], None
+    n_folded = None
     with torch.inference_mode():
         seg_ref = segmentation(window)
         emb_ref = embedding(window)
-    seg_rows.append(measure_variant("pyannote eager (reference)", segmentation, window, seg_ref, repeats))
     plain = PlainSegmentation(segmentation)
-    seg_rows.append(measure_variant("baked SincNet (plain module)", plain, window, seg_ref, repeats))
-    frozen, s = timed_prepare(lambda: freeze_torchscript(plain, window))
-    seg_rows.append(measure_variant("TorchScript frozen", frozen, window, seg_ref, repeats, s))
-    opt, s = timed_prepare(lambda: freeze_torchscript(plain, window, optimize=True))
-    seg_rows.append(measure_variant("TorchScript frozen + optimize_for_inference", opt, window, seg_ref, repeats, s))
-
-    emb_rows.append(measure_variant(f"{choice.name} eager (reference)", embedding, window, emb_ref, repeats))
+    seg = {"pyannote eager (reference)": (segmentation, None), "baked SincNet (plain module)": (plain, None),
+           "TorchScript frozen": timed_prepare(lambda: freeze_torchscript(plain, window)),
+           "TorchScript frozen + optimize_for_inference": timed_prepare(lambda: freeze_torchscript(plain, window,
+                                                                                                   optimize=True))}
+    emb = {f"{choice.name} eager (reference)": (embedding, None)}
     if choice.name == "campplus":
         folded = load_campplus()
         n_folded = fold_campplus_batchnorm(folded.campplus)
-        emb_rows.append(measure_variant(f"BatchNorm folded ({n_folded} pairs)", folded, window, emb_ref, repeats))
-        frozen_e, s = timed_prepare(lambda: freeze_torchscript(CAMPPlusModule(folded), window))
-        emb_rows.append(measure_variant("folded + TorchScript frozen", frozen_e, window, emb_ref, repeats, s))
-
+        emb[f"BatchNorm folded ({n_folded} pairs)"] = (folded, None)
+        emb["folded + TorchScript frozen"] = timed_prepare(lambda: freeze_torchscript(CAMPPlusModule(folded), window))
     if compile_models:
-        c, s = timed_prepare(lambda: compiled(PlainSegmentation(segmentation), window))
-        seg_rows.append(measure_variant("torch.compile (plain module)", c, window, seg_ref, repeats, s))
+        seg["torch.compile (plain module)"] = timed_prepare(lambda: compiled(PlainSegmentation(segmentation), window))
         if choice.name == "campplus":
-            c, s = timed_prepare(lambda: compiled(CAMPPlusModule(load_campplus()), window))
-            emb_rows.append(measure_variant("torch.compile", c, window, emb_ref, repeats, s))
+            emb["torch.compile"] = timed_prepare(lambda: compiled(CAMPPlusModule(load_campplus()), window))
 
     tables = {}
-    for label, rows in (("segmentation-3.0", seg_rows), (f"embedding ({choice.name})", emb_rows)):
-        df = pd.DataFrame(rows).set_index("variant")
-        df["speed-up vs eager"] = df["median (ms)"].iloc[0] / df["median (ms)"]
-        tables[label] = df
+    for label, variants, ref in (("segmentation-3.0", seg, seg_ref), (f"embedding ({choice.name})", emb, emb_ref)):
+        tables[label] = pd.DataFrame(variant_rows(variants, window, ref, repeats)).set_index("variant")
     return tables, n_folded
 
 
@@ -287,6 +306,16 @@ def best_speedup(table: pd.DataFrame) -> float:
     """The largest speed-up over eager among the fused rows (NaN when there are none)."""
     rows = table["speed-up vs eager"].iloc[1:]
     return float(rows.max()) if len(rows) else float("nan")
+
+
+def best_ratio(table: pd.DataFrame) -> Ratio | None:
+    """The fused row with the largest median speed-up over eager, as a ``measure.stats.Ratio``
+    (None when the table has no fused row)."""
+    if len(table) < 2:
+        return None
+    row = table.loc[table["speed-up vs eager"].iloc[1:].idxmax()]
+    return Ratio(float(row["speed-up vs eager"]), float(row["speed-up low"]), float(row["speed-up high"]),
+                 int(row["rounds"]))
 
 
 def show(df: pd.DataFrame) -> pd.DataFrame:

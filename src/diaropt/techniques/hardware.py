@@ -6,11 +6,16 @@ CoreML (macOS only): the guide's ``MLModelConfiguration`` maps to coremltools as
 ``CompiledMLModel``; ``enableAsyncPrediction`` has no Python counterpart in coremltools 9.0.
 
 CPU (measured here): thread counts, inter-op threads, oneDNN on/off, channels-last and
-denormal flushing. Each setting is timed in a **fresh subprocess** (``python -m
-diaropt.techniques.hardware``): inter-op threads can only be set before any parallel work, and
-a setting must not leak into the next measurement. ``thread_scaling`` times both models at
-several thread counts, ``other_settings`` one change at a time against the default; the
-embedding model is the chapter's choice (CAM++ or WeSpeaker ResNet34).
+denormal flushing, timed in a **fresh subprocess** (``python -m diaropt.techniques.hardware``,
+``measure_groups``) so that nothing of the notebook's process (threads, allocator, flags) leaks
+in. Within it, the settings of a group are timed **interleaved round by round**
+(``measure.timing.interleaved_ratios``): every call first sets its thread count, oneDNN switch
+and denormal flag (runtime settings in torch), so a load spike hits every setting, and each
+speed-up is the median of per-round ratios with their range. Inter-op threads can only be set
+before any parallel work: that setting gets processes of its own, alternated with default ones
+(``interop_ratio``), and its per-round ratios pair those processes. ``thread_scaling`` times both
+models at several thread counts, ``other_settings`` one change at a time against the default;
+the embedding model is the chapter's choice (CAM++ or WeSpeaker ResNet34).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import sys
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+
+from ..measure.stats import Ratio, speed_ratio
 
 COMPUTE_UNITS = {  # the guide's Swift value -> coremltools
     ".all": "ALL", ".cpuAndGPU": "CPU_AND_GPU", ".cpuOnly": "CPU_ONLY", ".cpuAndNeuralEngine": "CPU_AND_NE"}
@@ -59,43 +66,83 @@ class CpuSetting:
         return ", ".join(parts)
 
 
-def measure(setting: CpuSetting, repeats: int = 10, timeout: float = 600) -> dict:
-    """Median/IQR ms per 10 s window of real speech under ``setting``, in a fresh process."""
-    cmd = [sys.executable, "-m", "diaropt.techniques.hardware", json.dumps(asdict(setting)), str(repeats)]
+def measure_groups(groups: list[list[CpuSetting]], rounds: int = 5, timeout: float = 600) -> list[list[dict]]:
+    """Time groups of settings in one fresh process, the settings of a group interleaved round
+    by round and compared with the group's first: per setting its fields, median/IQR ms per 10 s
+    window of real speech, the speed-up over the group's first (median, range, ``unstable``),
+    the per-round ms (``samples_ms``, in round order) and an output checksum. All settings of a
+    call share one inter-op thread count, fixed when the process starts."""
+    if len({s.interop for g in groups for s in g}) != 1:
+        raise ValueError("one process has one inter-op thread count: split the groups")
+    payload = json.dumps([[asdict(s) for s in g] for g in groups])
+    cmd = [sys.executable, "-m", "diaropt.techniques.hardware", payload, str(rounds)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"{setting}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-    return asdict(setting) | json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{groups}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [[asdict(s) | r for s, r in zip(g, rows)] for g, rows in zip(groups, out)]
 
 
-def _child(setting: CpuSetting, repeats: int) -> dict:
+def measure(setting: CpuSetting, repeats: int = 5, timeout: float = 600) -> dict:
+    """One setting alone in a fresh process (``measure_groups`` with one group of one)."""
+    return measure_groups([[setting]], rounds=repeats, timeout=timeout)[0][0]
+
+
+def _load(setting: CpuSetting):
     import torch
 
-    torch.set_num_interop_threads(setting.interop)  # must precede any parallel work
-    torch.set_num_threads(setting.threads)
-    torch.backends.mkldnn.enabled = setting.mkldnn
-    denormal_ok = torch.set_flush_denormal(setting.flush_denormal)
-
-    from ..core import data, models
-    from ..core.constants import WINDOW_SAMPLES
-    from ..measure.timing import time_call
+    from ..core import models
     from ..portable.plain import CAMPPlusModule, PlainSegmentation
 
-    window = data.pyannote_sample().waveform[:, :WINDOW_SAMPLES][None]
     if setting.model == "segmentation":
         model = PlainSegmentation(models.load_segmentation())
     elif setting.embedding == "campplus":
         model = CAMPPlusModule(models.load_campplus())  # with the reference's Kaldi fbank
     else:
         model = models.load_resnet34()
-    if setting.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last) if setting.channels_last else model
+
+
+def _child(groups: list[list[CpuSetting]], rounds: int) -> list[list[dict]]:
+    import torch
+
+    torch.set_num_interop_threads(groups[0][0].interop)  # must precede any parallel work
+
+    from ..core import data
+    from ..core.constants import WINDOW_SAMPLES
+    from ..measure.timing import interleaved_ratios
+
+    window = data.pyannote_sample().waveform[:, :WINDOW_SAMPLES][None]
+    loaded, out = {}, []
+
+    def call(s: CpuSetting, model):
+        def run():
+            torch.set_num_threads(s.threads)
+            torch.backends.mkldnn.enabled = s.mkldnn
+            torch.set_flush_denormal(s.flush_denormal)
+            return model(window)
+        return run
+
     with torch.inference_mode():
-        out = model(window)
-        t = time_call(lambda: model(window), warmup=2, repeats=repeats)
-    return {"median_ms": 1e3 * t.median, "iqr_ms": 1e3 * t.iqr, "checksum": float(out.double().sum()),
-            "flush_denormal_supported": bool(denormal_ok) if setting.flush_denormal else None,
-            "torch_threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+        for group in groups:
+            fns = {}
+            for i, s in enumerate(group):
+                key = (s.model, s.embedding, s.channels_last)
+                loaded.setdefault(key, _load(s))
+                fns[i] = call(s, loaded[key])
+            checksums = {i: float(fn().double().sum()) for i, fn in fns.items()}
+            timings, ratios, samples = interleaved_ratios(fns, rounds=rounds, with_samples=True)
+            denormal_ok = torch.set_flush_denormal(True)
+            out.append([{"median_ms": 1e3 * timings[i].median, "iqr_ms": 1e3 * timings[i].iqr,
+                         "samples_ms": [1e3 * t for t in samples[i]], "speed-up": ratios[i].median,
+                         "speed-up low": ratios[i].low, "speed-up high": ratios[i].high, "rounds": ratios[i].repeats,
+                         "unstable": ratios[i].unstable, "checksum": checksums[i],
+                         "flush_denormal_supported": bool(denormal_ok) if s.flush_denormal else None,
+                         "torch_threads": s.threads, "interop_threads": torch.get_num_interop_threads()}
+                        for i, s in enumerate(group)])
+            torch.set_flush_denormal(False)
+            torch.backends.mkldnn.enabled = True
+    return out
 
 
 # ---- the chapter's tables ----------------------------------------------------------------
@@ -127,20 +174,40 @@ def coreml_not_run() -> pd.DataFrame:
 
 
 def thread_scaling(thread_counts: list[int], repeats: int, embedding: str = "campplus") -> tuple[list[dict], pd.DataFrame]:
-    """Both models at each thread count (fresh process each). Returns the raw rows and a table
-    with the speed-up over one thread per model."""
-    rows = [measure(CpuSetting(model, threads=n, embedding=embedding), repeats=repeats)
-            for model in MODELS for n in thread_counts]
-    scale = pd.DataFrame(rows)
-    for model in MODELS:
-        one = scale[(scale.model == model) & (scale.threads == 1)]["median_ms"].iloc[0]
-        scale.loc[scale.model == model, "speed-up vs 1 thread"] = one / scale.loc[scale.model == model, "median_ms"]
+    """Both models at each thread count, in one fresh process, the counts of a model interleaved
+    round by round (``measure_groups``). Returns the raw rows and a table with the speed-up over
+    the first count (one thread) per model: median of the per-round ratios and their range."""
+    if thread_counts[0] != 1:
+        raise ValueError(f"the scaling is relative to one thread: start thread_counts with 1, got {thread_counts}")
+    groups = measure_groups([[CpuSetting(model, threads=n, embedding=embedding) for n in thread_counts]
+                             for model in MODELS], rounds=repeats)
+    rows = [r for g in groups for r in g]
+    scale = pd.DataFrame(rows).rename(columns={"speed-up": "speed-up vs 1 thread"})
     return rows, scale
 
 
 def best_threads(scale: pd.DataFrame) -> pd.DataFrame:
     """The fastest thread count of each model (rows of ``scale``, indexed by model)."""
     return scale.loc[scale.groupby("model")["median_ms"].idxmin()].set_index("model")
+
+
+def over_cores(scale: pd.DataFrame, cores: int) -> dict[str, Ratio]:
+    """Per model, how many times faster its fastest thread count ran than ``cores`` threads,
+    round by round (``measure.stats.speed_ratio`` of the per-round ms; 1.0 when they are the
+    same count); models not timed at ``cores`` threads are left out."""
+    out = {}
+    for model, g in scale.groupby("model"):
+        at = g.set_index("threads")
+        if cores in at.index:
+            out[model] = speed_ratio(at.loc[cores, "samples_ms"], at.loc[int(at["median_ms"].idxmin()), "samples_ms"])
+    return out
+
+
+def setting_ratios(settings: pd.DataFrame) -> dict[tuple[str, str], Ratio]:
+    """The speed-up of every changed setting of an ``other_settings`` table, ``{(model, setting): Ratio}``."""
+    changed = settings.drop(index="default", level="setting")
+    return {key: Ratio(float(r["speed-up"]), float(r["speed-up low"]), float(r["speed-up high"]), int(r["rounds"]))
+            for key, r in changed.iterrows()}
 
 
 def setting_changes(model: str, embedding: str = "campplus") -> list[tuple[str, dict]]:
@@ -159,20 +226,51 @@ def same_output(checksum: float, base: float) -> bool:
     return abs(checksum - base) <= 1e-3 * max(1.0, abs(base))
 
 
+def interop_ratio(threads: int, rounds: int, embedding: str = "campplus", change: dict | None = None) -> dict[str, Ratio]:
+    """Inter-op threads (``change``, default 2) against the default (1), per model: processes
+    alternated default, changed, default, changed, ... for ``rounds`` rounds; each round's ratio
+    is the default process's median ms over the changed one's."""
+    change = change or {"interop": 2}
+    ms: dict[str, tuple[list, list]] = {m: ([], []) for m in MODELS}
+    for _ in range(rounds):
+        for side, fields in enumerate(({}, change)):
+            groups = measure_groups([[CpuSetting(m, threads=threads, embedding=embedding, **fields)] for m in MODELS],
+                                    rounds=3)
+            for g in groups:
+                ms[g[0]["model"]][side].append(g[0]["median_ms"])
+    return {m: speed_ratio(*pair) for m, pair in ms.items()}
+
+
 def other_settings(threads: int, repeats: int, embedding: str = "campplus") -> pd.DataFrame:
     """For each model, the default at ``threads`` and each ``setting_changes`` one at a time:
-    median/IQR ms, speed-up over the default and whether the output stayed the same."""
+    median/IQR ms, speed-up over the default (median of per-round ratios, with their range and
+    ``unstable`` flag) and whether the output stayed the same. The runtime settings are timed
+    interleaved in one process (``measure_groups``), inter-op threads in processes of their own
+    (``interop_ratio``)."""
+    in_process = {m: [(label, change) for label, change in setting_changes(m, embedding) if "interop" not in change]
+                  for m in MODELS}
+    groups = measure_groups([[CpuSetting(m, threads=threads, embedding=embedding)]
+                             + [CpuSetting(m, threads=threads, embedding=embedding, **c) for _, c in in_process[m]]
+                             for m in MODELS], rounds=repeats)
+    interop = {label: (change, interop_ratio(threads, max(3, repeats // 2), embedding, change))
+               for label, change in setting_changes("segmentation", embedding) if "interop" in change}
     rows = []
-    for model in MODELS:
-        base = measure(CpuSetting(model, threads=threads, embedding=embedding), repeats=repeats)
-        rows.append({"model": model, "setting": "default", "median (ms)": base["median_ms"], "IQR (ms)": base["iqr_ms"],
-                     "speed-up": 1.0, "same output": True})
-        for label, change in setting_changes(model, embedding):
-            r = measure(CpuSetting(model, threads=threads, embedding=embedding, **change), repeats=repeats)
-            rows.append({"model": model, "setting": label, "median (ms)": r["median_ms"], "IQR (ms)": r["iqr_ms"],
-                         "speed-up": base["median_ms"] / r["median_ms"],
-                         "same output": same_output(r["checksum"], base["checksum"])})
+    for m, group in zip(MODELS, groups):
+        base, *changed = group
+        rows.append(_setting_row(m, "default", base, Ratio(1.0, 1.0, 1.0, base["rounds"]), True))
+        for label, (_, ratios) in interop.items():  # its own processes: ms estimated from the ratio
+            rows.append(_setting_row(m, label, {"median_ms": base["median_ms"] / ratios[m].median, "iqr_ms": float("nan")},
+                                     ratios[m], True))
+        for (label, _), r in zip(in_process[m], changed):
+            rows.append(_setting_row(m, label, r, Ratio(r["speed-up"], r["speed-up low"], r["speed-up high"], r["rounds"]),
+                                     same_output(r["checksum"], base["checksum"])))
     return pd.DataFrame(rows).set_index(["model", "setting"])
+
+
+def _setting_row(model: str, setting: str, r: dict, ratio: Ratio, same: bool) -> dict:
+    return {"model": model, "setting": setting, "median (ms)": r["median_ms"], "IQR (ms)": r["iqr_ms"],
+            "speed-up": ratio.median, "speed-up low": ratio.low, "speed-up high": ratio.high,
+            "rounds": ratio.repeats, "unstable": ratio.unstable, "same output": same}
 
 
 if __name__ == "__main__":
@@ -180,4 +278,4 @@ if __name__ == "__main__":
     p.add_argument("setting")
     p.add_argument("repeats", type=int)
     a = p.parse_args()
-    print(json.dumps(_child(CpuSetting(**json.loads(a.setting)), a.repeats)))
+    print(json.dumps(_child([[CpuSetting(**d) for d in g] for g in json.loads(a.setting)], a.repeats)))

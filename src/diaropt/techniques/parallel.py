@@ -9,9 +9,11 @@ The guide's Swift ``processBatch`` is ported in ``guide_process_batch``: when a 
 it awaits ``group.next()`` and throws the finished task's result away, so only the last
 ``maxConcurrent`` results survive. ``process_batch`` keeps every result, in input order.
 
-``compare_modes`` runs the chapter's table: every mode of ``MODES`` on the same files, with its
-wall time, start-up, peak memory per process, throughput against the sequential run and
-whether its output equals the sequential output; ``verdicts`` reads the guide's claims off it.
+``compare_modes`` runs the chapter's table: every mode of ``MODES`` started once (``open_mode``),
+then run on the same files in turn for several rounds, with its median wall time and start-up,
+peak memory per process, throughput against the sequential run (the median of per-round ratios,
+with their range) and whether its output equals the sequential output; ``verdicts`` reads the
+guide's claims off it.
 """
 from __future__ import annotations
 
@@ -20,8 +22,12 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+
+import numpy as np
 
 from ..measure.memory import peak_rss_mib
+from ..measure.stats import Ratio
 
 # (mode, number of workers, compute threads per worker); run by ``compare_modes`` in this order.
 MODES = [("sequential", 1, 2), ("threads", 2, 1), ("processes", 2, 1), ("processes", 2, 2),
@@ -29,8 +35,9 @@ MODES = [("sequential", 1, 2), ("threads", 2, 1), ("processes", 2, 1), ("process
 
 SETTINGS = {
     # modes: indices into MODES; timed_files: how many test files the modes diarize (None: all)
-    "full": {"modes": [0, 1, 2, 3, 4, 5], "timed_files": None},
-    "smoke": {"modes": [0, 2, 5], "timed_files": 2},
+    # rounds: every mode runs once per round, the modes in turn
+    "full": {"modes": [0, 1, 2, 3, 4, 5], "timed_files": None, "rounds": 3},
+    "smoke": {"modes": [0, 2, 5], "timed_files": 2, "rounds": 3},
 }
 
 _LOCAL = threading.local()
@@ -67,63 +74,85 @@ def _ready_barrier(seconds: float = 0.5) -> int:
     return os.getpid()
 
 
-def _timed(t0: float, map_fn, recs, workers: int) -> dict:
-    """Warm every worker on one file each, then time ``map_fn`` over all recordings."""
-    map_fn(recs[:workers])
-    startup = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    out = map_fn(recs)
-    return {"wall": time.perf_counter() - t1, "results": out, "startup": startup}
+@contextmanager
+def open_mode(mode: str, workers: int, threads: int, warm: list, variant: str = "optimized", embedding: str = "auto"):
+    """Start a mode's workers (each builds its pipeline once) and warm them on ``warm`` (one file
+    per worker); yields ``(start-up seconds, map_fn)`` where ``map_fn(recs)`` diarizes ``recs``
+    with ``diarize_one`` and returns the results in input order. The workers stay up until the
+    block ends, so that one pool can be timed many times.
+
+    - ``sequential``: this process, one file after another (the baseline every mode is compared with);
+    - ``threads``: a thread pool in this process, one pipeline per thread (pyannote pipelines hold state);
+    - ``processes``: a spawn-started process pool (fork after torch/OpenMP initialisation can deadlock);
+    - ``dask (local cluster)``: the same tasks on a local Dask cluster (one process per worker, one
+      task at a time)."""
+    import functools
+
+    task = functools.partial(diarize_one, variant=variant, embedding=embedding, threads=threads)
+    t0 = time.perf_counter()
+    with ExitStack() as stack:
+        if mode == "sequential":
+            worker_setup(variant, embedding, threads)
+
+            def map_fn(rs):
+                return [task(r) for r in rs]
+        elif mode == "threads":
+            pool = stack.enter_context(ThreadPoolExecutor(workers, initializer=worker_setup,
+                                                          initargs=(variant, embedding, threads)))
+
+            def map_fn(rs):
+                return list(pool.map(task, rs))
+        elif mode == "processes":
+            import multiprocessing as mp
+
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                                           initializer=worker_setup, initargs=(variant, embedding, threads)))
+            pids = set()
+            while len(pids) < workers:  # every worker started and built its pipeline
+                pids |= set(pool.map(_ready_barrier, [0.2] * workers))
+
+            def map_fn(rs):
+                return list(pool.map(task, rs))
+        elif mode == "dask (local cluster)":
+            from dask.distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None, silence_logs=40))
+            client = stack.enter_context(Client(cluster))
+            client.run(worker_setup, variant, embedding, threads)
+
+            def map_fn(rs):
+                return client.gather(client.map(diarize_one, rs, variant=variant, embedding=embedding,
+                                                threads=threads, pure=False))
+        else:
+            raise ValueError(f"unknown mode {mode!r}: one of sequential, threads, processes, dask (local cluster)")
+        map_fn(warm[:max(1, workers)])
+        yield time.perf_counter() - t0, map_fn
+
+
+def run_mode(mode: str, recs, workers: int = 1, threads: int = 1, **kw) -> dict:
+    """One timed pass of a mode over ``recs`` after its start-up (``open_mode``, warmed on the
+    first files): ``{"wall", "results", "startup"}``."""
+    with open_mode(mode, workers, threads, recs, **kw) as (startup, map_fn):
+        t0 = time.perf_counter()
+        out = map_fn(recs)
+        return {"wall": time.perf_counter() - t0, "results": out, "startup": startup}
 
 
 def run_sequential(recs, threads: int = 2, **kw) -> dict:
-    """This process, one file after another: the baseline every mode is compared with."""
-    worker_setup(threads=threads, **kw)
-    diarize_one(recs[0], threads=threads, **kw)  # warm-up
-    t0 = time.perf_counter()
-    out = [diarize_one(r, threads=threads, **kw) for r in recs]
-    return {"wall": time.perf_counter() - t0, "results": out, "startup": 0.0}
+    return run_mode("sequential", recs, 1, threads, **kw)
 
 
 def run_threads(recs, workers: int, threads: int = 1, **kw) -> dict:
-    """A thread pool in this process; one pipeline per thread (pyannote pipelines hold state)."""
-    variant, embedding = kw.get("variant", "optimized"), kw.get("embedding", "auto")
-
-    def task(rec):
-        return diarize_one(rec, variant=variant, embedding=embedding, threads=threads)
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(workers, initializer=worker_setup, initargs=(variant, embedding, threads)) as pool:
-        return _timed(t0, lambda rs: list(pool.map(task, rs)), recs, workers)
+    return run_mode("threads", recs, workers, threads, **kw)
 
 
 def run_processes(recs, workers: int, threads: int = 1, **kw) -> dict:
-    """A spawn-started process pool (fork after torch/OpenMP initialisation can deadlock)."""
-    import functools
-    import multiprocessing as mp
-
-    variant, embedding = kw.get("variant", "optimized"), kw.get("embedding", "auto")
-    task = functools.partial(diarize_one, variant=variant, embedding=embedding, threads=threads)
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=worker_setup,
-                             initargs=(variant, embedding, threads)) as pool:
-        pids = set()
-        while len(pids) < workers:  # every worker started and built its pipeline
-            pids |= set(pool.map(_ready_barrier, [0.2] * workers))
-        return _timed(t0, lambda rs: list(pool.map(task, rs)), recs, workers)
+    return run_mode("processes", recs, workers, threads, **kw)
 
 
 def run_dask(recs, workers: int, threads: int = 1, **kw) -> dict:
-    """The same tasks on a local Dask cluster (one process per worker, one task at a time)."""
-    from dask.distributed import Client, LocalCluster
-
-    variant, embedding = kw.get("variant", "optimized"), kw.get("embedding", "auto")
-    t0 = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=40) as cluster, Client(cluster) as client:
-        client.run(worker_setup, variant, embedding, threads)
-        return _timed(t0, lambda rs: client.gather(client.map(diarize_one, rs, variant=variant, embedding=embedding,
-                                                             threads=threads, pure=False)), recs, workers)
+    return run_mode("dask (local cluster)", recs, workers, threads, **kw)
 
 
 # ---- the guide's snippet ---------------------------------------------------------------------
@@ -164,37 +193,56 @@ def run_async(coro):
 
 # ---- the chapter's comparison ----------------------------------------------------------------
 
-def _runner(mode: str):
-    return {"sequential": run_sequential, "threads": run_threads, "processes": run_processes,
-            "dask (local cluster)": run_dask}[mode]
-
-
-def compare_modes(recs, modes, cores: int, embedding: str = "auto", variant: str = "optimized"):
-    """Run each ``(mode, workers, threads)`` over ``recs`` (the first one must be sequential) and
-    return ``(table, runs)``: one row per mode (start-up, wall, RTFx, peak RSS per process,
-    throughput vs sequential, same output as sequential) and the raw results by row label."""
+def compare_modes(recs, modes, cores: int, embedding: str = "auto", variant: str = "optimized", rounds: int = 3,
+                  progress: bool = True):
+    """Start every ``(mode, workers, threads)`` (the first one must be sequential; ``open_mode``,
+    start-up timed), then run the modes in turn over ``recs`` for ``rounds`` rounds with every
+    pool kept up, so that a load spike hits every mode and no round pays a start-up. Returns
+    ``(table, runs)``: one row per mode (start-up, median wall, RTFx, peak RSS per process,
+    throughput against the sequential run as the median of per-round ratios with their range,
+    and whether every round's output equals the sequential output) and the raw results of each
+    mode's first round by row label. Every pool is up at once: memory is the sum of the modes'."""
     import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ..measure.stats import speed_ratio
 
     audio = sum(r.duration for r in recs)
-    runs, rows = {}, []
-    for mode, workers, threads in modes:
-        kw = {"embedding": embedding, "variant": variant}
-        fn = _runner(mode)
-        out = fn(recs, threads=threads, **kw) if mode == "sequential" else fn(recs, workers=workers, threads=threads, **kw)
-        label = f"{mode}, {workers} x {threads} thread{'s' if threads > 1 else ''}"
-        runs[label] = out
-        per_pid: dict[int, float] = {}
-        for r in out["results"]:
-            per_pid[r["pid"]] = max(per_pid.get(r["pid"], 0.0), r["peak_rss_mib"])
+    labels = [f"{mode}, {workers} x {threads} thread{'s' if threads > 1 else ''}" for mode, workers, threads in modes]
+    runs, walls, startups, rss, outputs = {}, {}, {}, {}, {}
+    with ExitStack() as stack:
+        pools = {}
+        for label, (mode, workers, threads) in zip(labels, modes):
+            startups[label], pools[label] = stack.enter_context(open_mode(mode, workers, threads, recs, variant, embedding))
+        for _ in tqdm(range(rounds), desc="rounds of every mode", disable=not progress):
+            for label in labels:
+                t0 = time.perf_counter()
+                out = pools[label](recs)
+                walls.setdefault(label, []).append(time.perf_counter() - t0)
+                runs.setdefault(label, out)
+                outputs.setdefault(label, []).append([r["turns"] for r in out])
+                per_pid = rss.setdefault(label, {})
+                for r in out:
+                    per_pid[r["pid"]] = max(per_pid.get(r["pid"], 0.0), r["peak_rss_mib"])
+    seq = labels[0]
+    rows = []
+    for (_, workers, threads), label in zip(modes, labels):
+        ratio = speed_ratio(walls[seq], walls[label])
+        wall = float(np.median(walls[label]))
         rows.append({"mode": label, "workers x threads": workers * threads, "oversubscribed": workers * threads > cores,
-                     "start-up (s)": out["startup"], "wall (s)": out["wall"], "RTFx": audio / out["wall"],
-                     "peak RSS per process (MiB)": max(per_pid.values()), "processes": len(per_pid)})
-    table = pd.DataFrame(rows).set_index("mode")
-    seq_label = next(iter(runs))
-    table["throughput vs sequential"] = table["RTFx"] / table.loc[seq_label, "RTFx"]
-    seq_turns = [r["turns"] for r in runs[seq_label]["results"]]
-    table["same output as sequential"] = [[r["turns"] for r in o["results"]] == seq_turns for o in runs.values()]
-    return table, runs
+                     "start-up (s)": startups[label], "wall (s)": wall, "RTFx": audio / wall,
+                     "peak RSS per process (MiB)": max(rss[label].values()), "processes": len(rss[label]),
+                     "throughput vs sequential": ratio.median, "throughput low": ratio.low, "throughput high": ratio.high,
+                     "rounds": ratio.repeats, "unstable": ratio.unstable,
+                     "same output as sequential": all(o == outputs[seq][0] for o in outputs[label])})
+    return pd.DataFrame(rows).set_index("mode"), runs
+
+
+def mode_ratio(table, label: str) -> Ratio:
+    """A mode's throughput over the sequential run as a ``measure.stats.Ratio``."""
+    row = table.loc[label]
+    return Ratio(float(row["throughput vs sequential"]), float(row["throughput low"]), float(row["throughput high"]),
+                 int(row["rounds"]))
 
 
 def first_value(table, prefix: str, column: str = "throughput vs sequential") -> float:
@@ -205,16 +253,17 @@ def first_value(table, prefix: str, column: str = "throughput vs sequential") ->
 
 def verdicts(table, kept: int, files: int) -> dict[str, str]:
     """The verdict column of the chapter's table, from the measurements: throughput (a real gain
-    is 1.1x or more), oversubscription (confirmed when no oversubscribed mode beats the best one
-    that fits the cores) and the snippet (wrong when it returned fewer results than files)."""
+    is 1.1x or more, judged on the best mode's per-round ratios: ``book.verdicts.decided``),
+    oversubscription (confirmed when no oversubscribed mode beats the best one that fits the
+    cores, by median) and the snippet (wrong when it returned fewer results than files)."""
+    from ..book.verdicts import MINOR_GAIN, decided
+
     gains = table["throughput vs sequential"].iloc[1:]
-    best = float(gains.max()) if len(gains) else float("nan")
     over = table.loc[table["oversubscribed"], "throughput vs sequential"]
     fits = table.loc[~table["oversubscribed"], "throughput vs sequential"]  # sequential included
-    if best >= 1.1:
-        throughput = "partly: a gain, bounded by the cores, not by the number of files"
-    else:
-        throughput = "refuted here: no gain on these cores"
+    gained = decided(mode_ratio(table, gains.idxmax()), lambda v: v >= MINOR_GAIN) if len(gains) else False
+    throughput = {True: "partly: a gain, bounded by the cores, not by the number of files",
+                  False: "refuted here: no gain on these cores", None: "unstable: not judged"}[gained]
     if not len(over):
         limit = "not measured in this profile"
     elif over.max() <= fits.max():

@@ -25,6 +25,10 @@ channels and LSTM units for real, with a short knowledge-distillation recovery.
   (``measure.scoring.one_change_table``) on the realistic test split; ``verdicts`` and
   ``summary`` give the chapter's verdict and the figures chapter 90 reads
   (``pruning-summary-<profile>.json``).
+- Every speed-up here is a pruned model against its unpruned original, timed interleaved round
+  by round (``measure.timing.interleaved_ratios``): the median of the per-round ratios with
+  their range. The verdict judges the slower of the two pruned models, and not at all when its
+  range is too wide (``book.verdicts.ratio_verdict``).
 """
 from __future__ import annotations
 
@@ -38,10 +42,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..book.verdicts import der_verdict, speed_verdict
+from ..book.verdicts import der_verdict, ratio_verdict
 from ..core.constants import SAMPLE_RATE, WINDOW_SECONDS
 from ..measure.cost import count_flops, package_bytes, parameter_count, sizes_mb
-from ..measure.timing import time_call
+from ..measure.stats import Ratio
+from ..measure.timing import interleaved_ratios
 
 SETTINGS = {
     "full": {"ratios": [0.3, 0.5], "kd_steps": {"segmentation-3.0": 60, "CAM++": 30}, "repeats": 5,
@@ -301,13 +306,21 @@ def snippet_as_written(model: nn.Module) -> str:
 
 def model_rows(models: dict, x: torch.Tensor, repeats: int) -> list[dict]:
     """Per model: parameters, exactly-zero values, stored and xz-compressed size, and the
-    forward time per window of ``model(x)`` (median and IQR)."""
+    forward time per window of ``model(x)`` (median and IQR); a pruned model ("<name>, ...")
+    is timed interleaved with ``<name>`` (``measure.timing.interleaved_ratios``, ``repeats``
+    rounds, at least 3) and gets its speed-up over it with the range of the per-round ratios."""
+    groups = {}
+    for name in models:
+        groups.setdefault(name.split(",")[0], []).append(name)  # the unpruned model first
     rows = []
     with torch.inference_mode():
-        for name, module in models.items():
-            t = time_call(lambda m=module: m(x), warmup=1, repeats=repeats)
-            rows.append({"model": name, "parameters": parameter_count(module), "zeros (%)": 100 * zero_fraction(module),
-                         **sizes_mb(module), "ms / window": 1e3 * t.median / len(x), "IQR (ms)": 1e3 * t.iqr / len(x)})
+        for names in groups.values():
+            timings, ratios = interleaved_ratios({n: (lambda m=models[n]: m(x)) for n in names}, rounds=max(3, repeats))
+            for n in names:
+                t, q = timings[n], ratios[n]
+                rows.append({"model": n, "parameters": parameter_count(models[n]), "zeros (%)": 100 * zero_fraction(models[n]),
+                             **sizes_mb(models[n]), "ms / window": 1e3 * t.median / len(x), "IQR (ms)": 1e3 * t.iqr / len(x),
+                             "speed-up": q.median, "speed-up range": f"{q.low:.2f}-{q.high:.2f}"})
     return rows
 
 
@@ -330,7 +343,7 @@ def snippet_figures(table, seg_ref, seg_guide, x, emb_ref=None, emb_guide=None) 
         out[f"pr_guide_{key}_zeros"] = (_at(table, pruned, "zeros (%)"), ".1f")
         out[f"pr_guide_{key}_size"] = (_at(table, pruned, "stored (MB)") / _at(table, name, "stored (MB)"), ".3f")
         out[f"pr_guide_{key}_xz"] = (_at(table, pruned, "xz-compressed (MB)") / _at(table, name, "xz-compressed (MB)"), ".2f")
-        out[f"pr_guide_{key}_speed"] = (_at(table, name, "ms / window") / _at(table, pruned, "ms / window"), ".2f")
+        out[f"pr_guide_{key}_speed"] = (_at(table, pruned, "speed-up"), ".2f")
     with torch.inference_mode():
         agree = float((seg_guide(x).argmax(-1) == seg_ref(x).argmax(-1)).float().mean())
         cos = (float(F.cosine_similarity(emb_guide(x), emb_ref(x)).mean()) if emb_ref is not None else math.nan)
@@ -408,24 +421,35 @@ def structural_students(seg_ref, ratios: list[float], x: torch.Tensor, emb_ref=N
 
 def structural_table(models: dict, x: torch.Tensor, repeats: int):
     """Parameters, stored size, FLOPs per 10 s window and time per window of each model
-    (``{(model, ratio): module}``, ratio 0.0 = unpruned), with parameters removed and speed-up
-    against the unpruned model."""
+    (``{(model, ratio): module}``, ratio 0.0 = unpruned), with parameters removed and the
+    speed-up against the unpruned model: the variants of a model are timed interleaved for
+    ``repeats`` rounds (``measure.timing.interleaved_ratios``), the speed-up is the median of
+    the per-round ratios with their range and ``unstable`` flag."""
     import pandas as pd
 
     rows = []
     with torch.no_grad():
-        for (name, r), module in models.items():
-            flops = count_flops(module, x[:1])["total"]
-            t = time_call(lambda m=module: m(x), warmup=1, repeats=repeats)
-            rows.append({"model": name, "ratio": r, "parameters": parameter_count(module),
-                         "stored (MB)": sizes_mb(module)["stored (MB)"], "GFLOPs / 10 s": flops / 1e9,
-                         "ms / window": 1e3 * t.median / len(x), "IQR (ms)": 1e3 * t.iqr / len(x)})
-    base = {r["model"]: r for r in rows if r["ratio"] == 0.0}
-    for r in rows:
-        b = base[r["model"]]
-        r["params removed (%)"] = 100 * (1 - r["parameters"] / b["parameters"])
-        r["speed-up"] = b["ms / window"] / r["ms / window"]
+        for name in dict.fromkeys(m for m, _ in models):
+            variants = sorted(r for m, r in models if m == name)  # 0.0, the unpruned model, first
+            timings, ratios = interleaved_ratios({r: (lambda m=models[(name, r)]: m(x)) for r in variants},
+                                                 rounds=max(3, repeats))
+            base_params = parameter_count(models[(name, 0.0)])
+            for r in variants:
+                module, t, ratio = models[(name, r)], timings[r], ratios[r]
+                rows.append({"model": name, "ratio": r, "parameters": parameter_count(module),
+                             "stored (MB)": sizes_mb(module)["stored (MB)"],
+                             "GFLOPs / 10 s": count_flops(module, x[:1])["total"] / 1e9,
+                             "ms / window": 1e3 * t.median / len(x), "IQR (ms)": 1e3 * t.iqr / len(x),
+                             "params removed (%)": 100 * (1 - parameter_count(module) / base_params),
+                             "speed-up": ratio.median, "speed-up low": ratio.low, "speed-up high": ratio.high,
+                             "rounds": ratio.repeats, "unstable": ratio.unstable})
     return pd.DataFrame(rows).set_index(["model", "ratio"])
+
+
+def speed_ratio_at(table, key) -> Ratio:
+    """The speed-up of ``key`` = (model, ratio) in a ``structural_table`` as a ``measure.stats.Ratio``."""
+    row = table.loc[key]
+    return Ratio(float(row["speed-up"]), float(row["speed-up low"]), float(row["speed-up high"]), int(row["rounds"]))
 
 
 def structural_figures(table, ratios: list[float]) -> dict:
@@ -542,7 +566,8 @@ def verdicts(struct, ders, ratio: float = GUIDE_RATIO) -> dict:
     """The chapter's verdict on the guide's row at ``ratio`` (CAM++ parts: "not measured"
     when this build skipped CAM++), ``{glue name: text}``."""
     removed = _measured(_at(struct, (SEG, ratio), "params removed (%)"), _at(struct, (EMB, ratio), "params removed (%)"))
-    speed = _measured(_at(struct, (SEG, ratio), "speed-up"), _at(struct, (EMB, ratio), "speed-up"))
+    # the slower of the two pruned models decides (its interleaved ratio; an unstable one is not judged)
+    speed = [speed_ratio_at(struct, (m, ratio)) for m in (SEG, EMB) if (m, ratio) in struct.index]
     kd = [_at(ders, (m, f"structural {ratio}, after KD"), "Δ strict (pts)") for m in (SEG, EMB)]
     ci = [(_at(ders, (m, f"structural {ratio}, after KD"), "CI low"), _at(ders, (m, f"structural {ratio}, after KD"), "CI high"))
           for m in (SEG, EMB)]
@@ -550,7 +575,7 @@ def verdicts(struct, ders, ratio: float = GUIDE_RATIO) -> dict:
                else "not measured (CAM++ not pruned in this build)")
     return {"pr_verdict_snippet": "refuted: zeros, not pruning",
             "pr_verdict_size": "confirmed only when done structurally" if min(removed) >= 30 else "partly",
-            "pr_verdict_speed": speed_verdict(min(speed), 1.3) + " (structural only)",
+            "pr_verdict_speed": ratio_verdict(min(speed, key=lambda q: q.median), 1.3) + " (structural only)",
             "pr_verdict_der": f"segmentation: {der_verdict(kd[0], 1.0, ci[0])}; CAM++: {emb_der}"}
 
 
@@ -562,6 +587,7 @@ def summary(embedding_id: str, snippet, struct, ders, kd_steps: int, ratio: floa
         "embedding": embedding_id, "ratio": ratio,
         "params_removed_pct": {k: _at(struct, (m, ratio), "params removed (%)") for k, m in both.items()},
         "speed": {k: _at(struct, (m, ratio), "speed-up") for k, m in both.items()},
+        "speed_ratio": {k: speed_ratio_at(struct, (m, ratio)).as_dict() for k, m in both.items() if (m, ratio) in struct.index},
         "der_after_kd_points": {k: _at(ders, (m, f"structural {ratio}, after KD"), "Δ strict (pts)") for k, m in both.items()},
         "der_after_kd_ci": {k: [_at(ders, (m, f"structural {ratio}, after KD"), c) for c in ("CI low", "CI high")]
                             for k, m in both.items()},
