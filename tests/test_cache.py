@@ -193,3 +193,49 @@ def test_entry_sizes_count_one_window_per_step_and_one_block_per_10_s():
     assert trunk["bytes"] == 32 * 10 * 200 * 4 and trunk["entries per hour of audio"] == 360
     assert mem.index[1] == "embedding-trunk block (320 x 200 float32)"  # channels x frequency, time
     assert trunk["MiB per hour"] == pytest.approx(32 * 10 * 200 * 4 * 360 / 2**20)
+
+
+def test_workloads_alternate_uncached_and_cached_round_by_round(monkeypatch):
+    """``caching.workloads`` with stand-in pipelines: the order of runs, the per-round pairing,
+    and hit rates counted per cached run even when a reset replaces the cache's statistics."""
+    from types import SimpleNamespace
+
+    from diaropt.techniques import caching
+
+    order = []
+
+    class Tier:
+        def clear(self):
+            order.append("tier")
+
+    cache = SimpleNamespace(stats=SimpleNamespace(hits=0, misses=0), memory=Tier(), disk=Tier(), memory_bytes=0)
+
+    def clear():
+        order.append("clear")
+        cache.stats = SimpleNamespace(hits=0, misses=0)  # as ContentCache.clear: fresh statistics
+    cache.clear = clear
+    plain, pipe = SimpleNamespace(name="plain"), SimpleNamespace(name="pipe")
+    cached_seconds = iter([0.5, 1.0, 0.25] + [0.1] * 50)
+
+    def run_all(p, recs):
+        order.append(p.name)
+        if p is plain:
+            return 2.0, 0.3
+        cache.stats.hits += 3
+        cache.stats.misses += 1
+        return next(cached_seconds), 0.2
+
+    monkeypatch.setattr(caching, "run_all", run_all)
+    monkeypatch.setattr(caching, "run_pyannote", lambda p, rec: order.append(f"warm {p.name}"))
+    monkeypatch.setattr(caching, "set_threshold", lambda p, params, thr: None)
+    monkeypatch.setattr(caching, "halves", lambda recs: recs)
+    out = caching.workloads(plain, pipe, cache, ["f"], {"clustering": {"threshold": 0.5}}, [0.4, 0.5, 0.6],
+                            warmup="w", rounds=3)
+    assert order[:8] == ["warm plain", "warm pipe", "plain", "clear", "pipe", "plain", "clear", "pipe"]
+    table = out.table
+    # cold: 2.0 s against 0.5, 1.0, 0.25 s, paired by round: 4x, 2x, 8x
+    assert (table.loc[caching.COLD, "speed-up"], out.ratio(caching.COLD).low, out.ratio(caching.COLD).high) == (4.0, 2.0, 8.0)
+    assert table.loc[caching.COLD, "hit rate"] == 0.75  # 3 hits of 4 lookups each round, across resets
+    assert table.loc[caching.RECLUSTER, "rounds"] == 3 and sorted(out.der_by_threshold) == [0.4, 0.5, 0.6]
+    assert table.loc[caching.GROWN, "uncached (s)"] == 4.0  # the half, then the whole file
+    assert list(table.index) == [caching.COLD, caching.RERUN, caching.RECLUSTER, caching.GROWN, caching.DISK]

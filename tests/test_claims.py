@@ -237,7 +237,7 @@ def test_pruning_judges_the_slower_models_interleaved_ratio_and_not_an_unstable_
     assert row["speed verdict"] == "confirmed (structural only)"  # 1.4x >= 0.95 x 1.3x
     assert "(structural, ratio 0.3; the slower model: median of 3 interleaved rounds, 1.35-1.45)" in \
         row["measured speed (CPU)"]
-    shaky = steady | {"embedding": {"median": 1.4, "low": 0.9, "high": 1.9, "repeats": 3, "unstable": True}}
+    shaky = steady | {"embedding": {"median": 1.7, "low": 0.9, "high": 2.2, "repeats": 3, "unstable": True}}
     write(pruning=pruning(speed_ratio=shaky))
     row = {r["optimization"]: r for r in claims.guide_rows("smoke")}["Pruning (30%)"]
     assert row["speed verdict"] == "not measured (unstable speed ratio: not judged)"
@@ -414,10 +414,28 @@ def test_caching_threads_and_settings_verdicts():
         "partly: embedding fastest at 3 threads on 2 physical cores"
     assert minor_verdict([steady(0.97), steady(1.04)]).startswith("second-order")
     assert minor_verdict([steady(0.97), steady(1.3)]) == "matters: from 0.97x to 1.30x"
-    assert minor_verdict([steady(0.97), Ratio(1.2, 1.05, 1.3, 3)]).startswith("within noise: from 0.97x to 1.20x")
-    # a model fastest at 3 threads, but not in every round: it counts as peaking at the cores
+    assert minor_verdict([steady(0.97), Ratio(1.2, 1.05, 1.3, 3)]) == "matters: from 0.97x to 1.20x"  # stable: median
+    # too spread to settle (0.8x-1.3x): neither second-order nor "matters"
+    assert minor_verdict([steady(0.97), Ratio(1.05, 0.8, 1.3, 3)]).startswith("within noise: from 0.97x to 1.05x")
+    # a model fastest at 3 threads, but by less than 10 %: it counts as peaking at the cores
     assert threads_verdict({"segmentation": 3}, 2, {"segmentation": Ratio(1.02, 0.97, 1.05, 3)}).startswith("confirmed")
     assert threads_verdict({"segmentation": 3}, 2, {"segmentation": Ratio(1.3, 1.2, 1.4, 3)}).startswith("partly")
+    assert threads_verdict({"segmentation": 3}, 2, {"segmentation": Ratio(1.1, 0.9, 1.5, 3)}).endswith(
+        "(segmentation: unstable, not judged)")
+
+
+def test_several_ratios_settle_a_claim_for_one_or_for_all():
+    from diaropt.book.verdicts import ratios_verdict
+    from diaropt.measure.stats import Ratio
+
+    fast, slow, shaky = Ratio(1.5, 1.45, 1.55, 3), Ratio(1.15, 1.12, 1.18, 3), Ratio(1.5, 0.9, 2.1, 3)
+    assert ratios_verdict([fast, slow], 1.3) == "confirmed"  # one meets it
+    assert ratios_verdict([fast, slow], 1.3, best=False) == "partly"  # not both
+    # an unsettled ratio whose range reaches below the settled answer leaves "for all" open...
+    assert ratios_verdict([fast, shaky], 1.3, best=False) == "unstable: not judged"
+    # ...but not "for one", which the settled ratio already confirms
+    assert ratios_verdict([fast, shaky], 1.3) == "confirmed"
+    assert ratios_verdict([slow, shaky], 1.3) == "unstable: not judged"  # shaky might confirm
 
 
 def test_advice_figures_quote_the_quantization_summary_or_say_why_not():

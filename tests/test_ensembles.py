@@ -172,4 +172,5 @@ def test_worth_and_cost_verdict_read_the_measurements():
     assert en.worth(-1.0, (nan, nan), 2.0) == "worth considering: -1.00 points (no CI: one file) for 2.00x the time"
     assert en.cost_verdict(1.5, 2.25) == "refuted: 1.50x and 2.25x the time"
     assert en.cost_verdict(0.8, 2.0).startswith("partly")  # one ensemble cheaper beyond noise
-    assert en.cost_verdict(1.05, 2.0).startswith("within noise")  # 5 % dearer: a single run cannot tell
+    assert en.cost_verdict(1.05, 2.0) == ("within noise: 1.05x and 2.00x the time "  # 5 % dearer: a single run cannot tell
+                                          "(1.05x within ±10 % of the single model)")

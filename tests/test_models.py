@@ -116,3 +116,28 @@ def test_masked_pooling_follows_the_unmasked_speaker(provisioned):
     assert cos(ab, alone_a).item() > cos(ab, alone_b).item() + 0.3  # it is A's embedding, not B's
     assert cos(ab, ac).item() > 0.8  # the masked speaker barely matters
     assert cos(ba, alone_b).item() > cos(ba, alone_a).item() + 0.3  # and the mask decides whose it is
+
+
+def test_campplus_minimum_input_is_what_pyannotes_search_finds(provisioned):
+    """The reference pipeline takes CAM++'s shortest input from ``MIN_NUM_SAMPLES`` instead of
+    pyannote's bisection; the two must agree (and no std() warning escapes the pipeline's build)."""
+    import warnings
+
+    from pyannote.audio.pipelines.speaker_verification import PretrainedSpeakerEmbedding
+
+    from diaropt.pipelines.optimized import build_optimized_pipeline
+    from diaropt.pipelines.reference import build_reference_pipeline
+
+    model = models.load_campplus()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the search runs the model on a few samples
+        searched = PretrainedSpeakerEmbedding(model).min_num_samples
+    assert searched == model.MIN_NUM_SAMPLES == 400
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the std() of a one-frame input would be a UserWarning
+        pipe = build_reference_pipeline("campplus")
+        assert pipe._embedding.min_num_samples == 400
+    for pipe in (build_optimized_pipeline("campplus"),):  # and the pipelines built on the reference's models
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert pipe._embedding.min_num_samples == 400

@@ -299,9 +299,13 @@ def test_interleaved_ratios_repeat_quick_calls_and_compare_with_the_first_varian
         calls["fast"] += 1
         time.sleep(0.005)
 
-    timings, ratios = interleaved_ratios({"slow": slow, "fast": fast}, rounds=3, min_seconds=0.05)
-    # one first call each, then 3 samples of ceil(0.05 / first) back-to-back calls
-    assert calls["slow"] == 1 + 3 * 3 and calls["fast"] >= 1 + 3 * 6
-    assert ratios["slow"].median == 1.0 and ratios["fast"].repeats == 3
+    timings, ratios, samples = interleaved_ratios({"slow": slow, "fast": fast}, rounds=3, min_seconds=0.05,
+                                                  with_samples=True)
+    # two unrecorded calls each, then 3 samples of ceil(0.05 / second call) back-to-back calls:
+    # at most 3 calls of >= 20 ms fill 50 ms, at least 4 of about 5 ms (sleep may overshoot)
+    assert 2 + 3 * 1 <= calls["slow"] <= 2 + 3 * 3 and calls["fast"] >= 2 + 3 * 4
+    assert ratios["fast"].repeats == 3 and [len(v) for v in samples.values()] == [3, 3]
     assert 2.0 < ratios["fast"].median < 4.5  # 20 ms against about 5 ms, per call
     assert 0.015 < timings["slow"].median < 0.04  # seconds per call, not per sample
+    # the ratios pair round i with round i (not sorted samples)
+    assert ratios["fast"].median == sorted(a / b for a, b in zip(samples["slow"], samples["fast"]))[1]

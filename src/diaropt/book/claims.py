@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .results import fmt, load_json, results_dir, save_json
-from .verdicts import der_verdict, ratio_verdict, speed_verdict
+from .verdicts import der_verdict, ratios_verdict, speed_verdict
 
 GUIDE = "model-optimization-guide.md"  # the seed guide this book checks
 TABLE = "Performance Benchmarks"
@@ -206,20 +206,24 @@ class Measurement:
     scope: str = ""
     measurable: bool = True
     ci: tuple[float, float] | None = None
-    ratio: object = None  # a speed's measure.stats.Ratio (interleaved rounds), when measured so
+    ratios: tuple = ()  # a speed's measure.stats.Ratio(s) (interleaved rounds), when measured so
+    combine: str = "worst"  # several ratios: the claim must hold for all ("worst") or for one ("best")
 
     @classmethod
-    def speed(cls, ratio: dict | None, value: float, text: str, **kw) -> Measurement:
-        """A speed measured as interleaved rounds (``ratio``: a ``Ratio.as_dict()``, or None for
-        a single figure ``value``): the text says how many rounds, at its ``{rounds}`` or at its end."""
+    def speed(cls, ratios, value: float, text: str, **kw) -> Measurement:
+        """A speed measured as interleaved rounds (``ratios``: a ``Ratio.as_dict()`` or a list of
+        them; None for a single figure ``value``): the figure is the median of the first (the
+        one a chapter reports), and the text says how many rounds, at its ``{rounds}`` or at its end."""
         from ..measure.stats import Ratio
 
-        if not ratio:
+        if not ratios:
             return cls(value, text.replace("{rounds}", ""), **kw)
-        r = Ratio(ratio["median"], ratio["low"], ratio["high"], ratio["repeats"])
+        rs = tuple(Ratio(d["median"], d["low"], d["high"], d["repeats"])
+                   for d in (ratios if isinstance(ratios, list | tuple) else [ratios]))
+        r = rs[0]
         rounds = f"median of {r.repeats} interleaved rounds, {r.low:.2f}-{r.high:.2f}"
         text = text.replace("{rounds}", rounds) if "{rounds}" in text else f"{text} ({rounds})"
-        return cls(r.median, text, ratio=r, **kw)
+        return cls(r.median, text, ratios=rs, **kw)
 
     @property
     def measured(self) -> bool:
@@ -274,8 +278,8 @@ def verdict(claim: Claim, measurement: Measurement | None) -> Verdict:
     v = float(measurement.value)
     what = f"{claim.row}: claimed {claim.claimed}"
     if claim.quantity == "speed":
-        word = speed_verdict(v, claim.low, claim.high) if measurement.ratio is None else \
-            ratio_verdict(measurement.ratio, claim.low, claim.high)
+        word = ratios_verdict(list(measurement.ratios), claim.low, claim.high, best=measurement.combine == "best") \
+            if measurement.ratios else speed_verdict(v, claim.low, claim.high)
         if word == "unstable: not judged":
             return Verdict("not measured", "unstable speed ratio: not judged", "(unstable speed ratio: not judged)")
         reason = f"{what}, measured {v:.2f}x"
@@ -373,14 +377,15 @@ def _pruning(s: ChapterSummary) -> dict[str, Measurement]:
     meta = {"model": s.embedding, "cpu": s.cpu}
     removed, speed, der = s["params_removed_pct"], s["speed"], s["der_after_kd_points"]
     ratios = s.get("speed_ratio") or {}
-    slower = min(ratios.values(), key=lambda q: q["median"]) if ratios else None  # the slower model decides
+    # the slower model first (the figure shown); the verdict must hold for both models
+    both = sorted(ratios.values(), key=lambda q: q["median"])
 
     def ci_text(model):
         return _ci_text((s.get("der_after_kd_ci") or {}).get(model))
     return {
-        "speed": Measurement.speed(slower, _worst(speed),
+        "speed": Measurement.speed(both, _worst(speed),
                                    _pair(speed) + f" (structural, ratio {fmt(s.get('ratio', 0.3), 'g')}"
-                                   + ("; the slower model: {rounds}" if slower else "")
+                                   + ("; the slower model: {rounds}" if both else "")
                                    + "); the guide's snippet: no change", scope="(structural only)",
                                    scheme="structural pruning, torch", note="the slower of the two models", **meta),
         "size": Measurement(_worst(removed), f"seg {_with_unit(removed['segmentation'], '.0f', ' %')}, emb "

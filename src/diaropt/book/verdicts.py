@@ -41,6 +41,26 @@ def ratio_verdict(ratio, claimed_low: float, claimed_high: float | None = None) 
     return "unstable: not judged" if word is None else word
 
 
+SPEED_RANKS = {"refuted": 0, "partly": 1, "confirmed": 2}
+
+
+def ratios_verdict(ratios: list, claimed_low: float, claimed_high: float | None = None, *, best: bool = True) -> str:
+    """``ratio_verdict`` over several candidates: the best of their verdicts (``best=True``: the
+    claim holds if one of them meets it, e.g. the fastest fusion) or the worst (``best=False``:
+    it must hold for all, e.g. both pruned models). A candidate the rule cannot settle leaves
+    the whole not judged when its range reaches past the settled answer (a better verdict for
+    ``best``, a worse one otherwise)."""
+    def rank(v):
+        return SPEED_RANKS[speed_verdict(v, claimed_low, claimed_high)]
+    settled = [SPEED_RANKS[w] for w in (ratio_verdict(r, claimed_low, claimed_high) for r in ratios) if w in SPEED_RANKS]
+    open_ends = [rank(r.high) if best else rank(r.low)
+                 for r in ratios if ratio_verdict(r, claimed_low, claimed_high) not in SPEED_RANKS]
+    if not settled or (open_ends and (max(open_ends) > max(settled) if best else min(open_ends) < min(settled))):
+        return "unstable: not judged"
+    pick = max(settled) if best else min(settled)
+    return next(w for w, k in SPEED_RANKS.items() if k == pick)
+
+
 def der_verdict(delta_points: float, claimed_max_points: float, ci: tuple[float, float] | None = None) -> str:
     """Verdict on a claimed DER bound (points of DER) from a measured change and, when given, its
     95 % confidence interval ``(low, high)``. A bound of 0 means "no change": it is checked on both
@@ -109,30 +129,44 @@ def threads_verdict(best_threads: dict[str, int], physical_cores: int, over_core
     """The CPU reading of "use the cores": confirmed when every model is fastest with one thread
     per physical core, partly when some model peaks at another count. With ``over_cores`` (per
     model, its fastest count's ``measure.stats.Ratio`` over one thread per core, round by round),
-    a model whose fastest count did not win every round counts as peaking at the cores."""
+    a model counts as peaking elsewhere only when that count gains at least ``MINOR_GAIN`` by
+    ``decided``'s rule; one the rule cannot settle is named."""
     over_cores = over_cores or {}
-    off = {m: n for m, n in best_threads.items()
-           if int(n) != int(physical_cores) and (m not in over_cores or over_cores[m].low > 1.0)}
+    off, open_ = {}, []
+    for m, n in best_threads.items():
+        if int(n) == int(physical_cores):
+            continue
+        gain = decided(over_cores[m], lambda v: v >= MINOR_GAIN) if m in over_cores else True
+        if gain:
+            off[m] = n
+        elif gain is None:
+            open_.append(m)
+    note = f" ({', '.join(open_)}: unstable, not judged)" if open_ else ""
     if not off:
-        return f"confirmed: fastest at one thread per physical core ({physical_cores})"
+        return f"confirmed: fastest at one thread per physical core ({physical_cores}){note}"
     return "partly: " + ", ".join(f"{m} fastest at {int(n)} threads" for m, n in off.items()) + \
-        f" on {physical_cores} physical cores"
+        f" on {physical_cores} physical cores{note}"
 
 
 def minor_verdict(ratios: list) -> str:
     """Settings' speed-ups (``measure.stats.Ratio``: medians of interleaved rounds with their
-    range): second-order when every median lies within ``1/MINOR_GAIN`` .. ``MINOR_GAIN``;
-    matters when some setting's whole range lies outside it; within noise otherwise."""
+    range), each settled by ``decided``: second-order when every one lies within ``1/MINOR_GAIN``
+    .. ``MINOR_GAIN``; matters when some lies outside it; within noise when the rest cannot be
+    settled."""
     ratios = [r for r in ratios if r.median == r.median]
     if not ratios:
         return "not measured"
+
+    def band(v):  # a class per side: a range from below to above the band settles nothing
+        return "slower" if v < 1 / MINOR_GAIN else ("faster" if v > MINOR_GAIN else "inside")
+    calls = [decided(r, band) for r in ratios]
     gains = [r.median for r in ratios]
-    if all(1 / MINOR_GAIN <= g <= MINOR_GAIN for g in gains):
-        return f"second-order: every setting within ±{100 * (MINOR_GAIN - 1):.0f} %"
     span = f"from {min(gains):.2f}x to {max(gains):.2f}x"
-    if any(r.low > MINOR_GAIN or r.high < 1 / MINOR_GAIN for r in ratios):
+    if any(c in ("slower", "faster") for c in calls):
         return f"matters: {span}"
-    return f"within noise: {span}, but no range clears ±{100 * (MINOR_GAIN - 1):.0f} %"
+    if all(c == "inside" for c in calls):
+        return f"second-order: every setting within ±{100 * (MINOR_GAIN - 1):.0f} %"
+    return f"within noise: {span}, and not every range settles within ±{100 * (MINOR_GAIN - 1):.0f} %"
 
 
 def target_verdict(measured: float, target: float, unit: str, *, at_most: bool = True,

@@ -189,6 +189,10 @@ class CAMPPlusEmbedding(Model):
     """
 
     MODEL_ID = MODEL_FILES["campplus"].model_id
+    # the shortest input it embeds: one 25 ms Kaldi fbank frame at 16 kHz (shorter inputs have no
+    # frame and raise). pyannote finds this by bisection, running the model on random inputs (0.1 s
+    # and a std() warning on every call of the pipeline); tests/test_models.py checks the two agree.
+    MIN_NUM_SAMPLES = 400
 
     def __init__(self):
         super().__init__(sample_rate=SAMPLE_RATE, num_channels=1)

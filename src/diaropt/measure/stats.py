@@ -11,7 +11,8 @@ the resampling (``paired=True``, BCa interval).
 Speed ratios come from repeated, interleaved runs (A B A B ...), so a load spike hits both
 variants: ``speed_ratio`` takes the per-repeat wall times of both and reports the median of the
 per-repeat ratios with their spread; a ratio whose spread is wider than ``UNSTABLE_SPREAD`` of
-its median is flagged ``unstable`` and must not be judged.
+its median is flagged ``unstable``: it is judged only when its whole range gets the same verdict
+(``book.verdicts.decided``), and is otherwise shown but not judged.
 """
 from __future__ import annotations
 

@@ -85,8 +85,9 @@ def interleaved_per_call(fns: list, loops: list[int], rounds: int = 3, warmup: i
 
 
 def interleaved_ratios(fns: dict, *, rounds: int = 3, min_seconds: float = 0.25, with_samples: bool = False) -> tuple:
-    """Time the variants ``{name: fn}`` interleaved for ``rounds`` rounds, after one first call
-    each (unrecorded; it sets how many calls a sample holds, ``loops_for``), and compare each
+    """Time the variants ``{name: fn}`` interleaved for ``rounds`` rounds, after two unrecorded
+    calls each (a warm-up, then one that sets how many calls a sample holds, ``loops_for``:
+    a first call can be slower, e.g. while TorchScript's profiling executor optimises), and compare each
     with the first: ``({name: Timing of seconds per call}, {name: measure.stats.Ratio})`` where
     the ratio is how many times faster than the first variant, the median of per-round ratios
     with their range (``unstable`` when too wide to judge); ``with_samples`` adds a third dict,
@@ -95,6 +96,7 @@ def interleaved_ratios(fns: dict, *, rounds: int = 3, min_seconds: float = 0.25,
 
     names, loops = list(fns), []
     for name in names:
+        fns[name]()
         t0 = time.perf_counter()
         fns[name]()
         loops.append(loops_for(time.perf_counter() - t0, min_seconds))

@@ -51,7 +51,17 @@ def build_reference_pipeline(embedding: EmbeddingChoice | str = "auto", params: 
     )
     pipe.instantiate(params or reference_params(choice.name))
     pipe.embedding_choice = choice
+    set_known_min_samples(pipe)
     return pipe
+
+
+def set_known_min_samples(pipe) -> None:
+    """Give a pipeline's embedding wrapper its model's known shortest input (``MIN_NUM_SAMPLES``,
+    e.g. CAM++'s) instead of pyannote's bisection, which runs the model on random inputs on
+    first use (a ``cached_property``: this fills its cache). Models without it keep the search."""
+    known = getattr(pipe._embedding.model_, "MIN_NUM_SAMPLES", None)
+    if known is not None:
+        pipe._embedding.__dict__["min_num_samples"] = known
 
 
 class StageClock:

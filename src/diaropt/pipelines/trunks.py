@@ -33,7 +33,7 @@ from pyannote.audio.pipelines import SpeakerDiarization
 from ..core.audio import FileSource
 from ..core.constants import SAMPLE_RATE, WINDOW_SAMPLES
 from . import bounded
-from .reference import build_reference_pipeline, pipeline_variant
+from .reference import build_reference_pipeline, pipeline_variant, set_known_min_samples
 from .registry import Variant
 
 
@@ -182,6 +182,7 @@ def build_shared_trunk_pipeline(embedding="auto", skip_inactive=False, chunk_bat
         segmentation_batch_size=segmentation_batch_size, embedding_batch_size=32)
     pipe.instantiate(ref.parameters(instantiated=True))
     pipe.skip_inactive, pipe.chunk_batch = skip_inactive, chunk_batch
+    set_known_min_samples(pipe)
     if integrated is not None:
         pipe.set_integrated(integrated)
     pipe.embedding_choice = ref.embedding_choice

@@ -93,19 +93,29 @@ def onnx_cache_dir() -> Path:
     return path
 
 
+def _source_bytes(cls: type) -> bytes:
+    """The source file of the module defining ``cls`` (read as bytes: ``inspect.getsource`` parses
+    the whole file to find one class, about 20 ms a class, which every warm start-up paid); its
+    qualified name where there is no source file (a C extension)."""
+    try:
+        return Path(inspect.getsourcefile(cls)).read_bytes()
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__}".encode()
+
+
 def export_key(module: nn.Module, example: tuple, input_names: list[str], output_name: str) -> str:
-    """sha256 of what decides the exported graph: every tensor of the state dict, the source of
-    the module's class and of its submodules' classes, the input shapes and names, the opset and
-    torch's version."""
+    """sha256 of what decides the exported graph: every tensor of the state dict, the source
+    files of the module's class and of its submodules' classes (any edit to them exports anew),
+    the input shapes and names, the opset and torch's version."""
     h = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         h.update(name.encode() + b"\0")
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
-        try:
-            h.update(inspect.getsource(cls).encode())
-        except (OSError, TypeError):  # a class without source (C extension): its name stands in
-            h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+    classes = sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+    for cls in classes:
+        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+    for source in dict.fromkeys(_source_bytes(cls) for cls in classes):
+        h.update(source)
     h.update(repr(([tuple(x.shape) for x in example], input_names, output_name, OPSET, torch.__version__)).encode())
     return h.hexdigest()
 

@@ -429,5 +429,6 @@ def cost_verdict(*costs: float) -> str:
     if all(c > MINOR_GAIN for c in costs):
         return f"refuted: {shown} the time"
     if all(c >= 1 / MINOR_GAIN for c in costs):
-        return f"within noise: {shown} the time (within ±{100 * (MINOR_GAIN - 1):.0f} % of the single model)"
+        near = " and ".join(f"{c:.2f}x" for c in costs if c <= MINOR_GAIN)
+        return f"within noise: {shown} the time ({near} within ±{100 * (MINOR_GAIN - 1):.0f} % of the single model)"
     return f"partly: {shown} the time"

@@ -212,7 +212,8 @@ def decode_table(segmentation, window: torch.Tensor, repeats: int) -> pd.DataFra
                            "32 windows (µs)": {n: 1e6 * t32[n].median for n in names}})
     # model seconds / decoder seconds per round: its inverse is the decoder's share of a model call
     decode["share of one model call (%)"] = [100 / r1[n].median for n in names]
-    decode["share range (%)"] = [f"{100 / r1[n].high:.3f}-{100 / r1[n].low:.3f}" for n in names]
+    decode["share low (%)"] = [100 / r1[n].high for n in names]
+    decode["share high (%)"] = [100 / r1[n].low for n in names]
     decode["rounds"] = [r1[n].repeats for n in names]
     return decode
 
@@ -221,11 +222,11 @@ def decode_ceiling(decode: pd.DataFrame, name: str = "guide chain (fixed)") -> R
     """Amdahl's ceiling on the model call's speed-up if ``name``'s decode cost nothing:
     1 / (1 - share), as a ``measure.stats.Ratio`` over the range of its per-round shares."""
     row = decode.loc[name]
-    low, high = (float(v) / 100 for v in row["share range (%)"].split("-"))
 
-    def ceiling(share):
-        return 1 / (1 - share)
-    return Ratio(ceiling(float(row["share of one model call (%)"]) / 100), ceiling(low), ceiling(high), int(row["rounds"]))
+    def ceiling(column):
+        return 1 / (1 - float(row[column]) / 100)
+    return Ratio(ceiling("share of one model call (%)"), ceiling("share low (%)"), ceiling("share high (%)"),
+                 int(row["rounds"]))
 
 
 def variant_rows(variants: dict, window: torch.Tensor, reference: torch.Tensor, repeats: int) -> list[dict]:
@@ -306,6 +307,13 @@ def best_speedup(table: pd.DataFrame) -> float:
     """The largest speed-up over eager among the fused rows (NaN when there are none)."""
     rows = table["speed-up vs eager"].iloc[1:]
     return float(rows.max()) if len(rows) else float("nan")
+
+
+def fused_ratios(tables: dict[str, pd.DataFrame]) -> list[Ratio]:
+    """Every fused row's speed-up over eager, in every table (the candidates of the model-level
+    verdict: ``book.verdicts.ratios_verdict`` with ``best=True``)."""
+    return [Ratio(float(r["speed-up vs eager"]), float(r["speed-up low"]), float(r["speed-up high"]), int(r["rounds"]))
+            for t in tables.values() for _, r in t.iloc[1:].iterrows()]
 
 
 def best_ratio(table: pd.DataFrame) -> Ratio | None:

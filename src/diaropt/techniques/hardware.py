@@ -115,21 +115,24 @@ def _child(groups: list[list[CpuSetting]], rounds: int) -> list[list[dict]]:
     window = data.pyannote_sample().waveform[:, :WINDOW_SAMPLES][None]
     loaded, out = {}, []
 
-    def call(s: CpuSetting, model):
+    applied = {}  # the threads and oneDNN switch torch reports once each setting is applied
+
+    def call(i: int, s: CpuSetting, model):
         def run():
             torch.set_num_threads(s.threads)
             torch.backends.mkldnn.enabled = s.mkldnn
             torch.set_flush_denormal(s.flush_denormal)
+            applied.setdefault(i, (torch.get_num_threads(), torch.backends.mkldnn.enabled))
             return model(window)
         return run
 
     with torch.inference_mode():
         for group in groups:
-            fns = {}
+            fns, applied = {}, {}
             for i, s in enumerate(group):
                 key = (s.model, s.embedding, s.channels_last)
                 loaded.setdefault(key, _load(s))
-                fns[i] = call(s, loaded[key])
+                fns[i] = call(i, s, loaded[key])
             checksums = {i: float(fn().double().sum()) for i, fn in fns.items()}
             timings, ratios, samples = interleaved_ratios(fns, rounds=rounds, with_samples=True)
             denormal_ok = torch.set_flush_denormal(True)
@@ -138,7 +141,8 @@ def _child(groups: list[list[CpuSetting]], rounds: int) -> list[list[dict]]:
                          "speed-up low": ratios[i].low, "speed-up high": ratios[i].high, "rounds": ratios[i].repeats,
                          "unstable": ratios[i].unstable, "checksum": checksums[i],
                          "flush_denormal_supported": bool(denormal_ok) if s.flush_denormal else None,
-                         "torch_threads": s.threads, "interop_threads": torch.get_num_interop_threads()}
+                         "torch_threads": applied[i][0], "mkldnn": applied[i][1],
+                         "interop_threads": torch.get_num_interop_threads()}
                         for i, s in enumerate(group)])
             torch.set_flush_denormal(False)
             torch.backends.mkldnn.enabled = True
@@ -226,19 +230,24 @@ def same_output(checksum: float, base: float) -> bool:
     return abs(checksum - base) <= 1e-3 * max(1.0, abs(base))
 
 
-def interop_ratio(threads: int, rounds: int, embedding: str = "campplus", change: dict | None = None) -> dict[str, Ratio]:
+def interop_ratio(threads: int, rounds: int, embedding: str = "campplus",
+                  change: dict | None = None) -> tuple[dict[str, Ratio], dict[str, bool]]:
     """Inter-op threads (``change``, default 2) against the default (1), per model: processes
     alternated default, changed, default, changed, ... for ``rounds`` rounds; each round's ratio
-    is the default process's median ms over the changed one's."""
+    is the default process's median ms over the changed one's. Also whether every changed
+    process's output equals the default's (``same_output`` of the checksums)."""
     change = change or {"interop": 2}
     ms: dict[str, tuple[list, list]] = {m: ([], []) for m in MODELS}
+    sums: dict[str, tuple[list, list]] = {m: ([], []) for m in MODELS}
     for _ in range(rounds):
         for side, fields in enumerate(({}, change)):
             groups = measure_groups([[CpuSetting(m, threads=threads, embedding=embedding, **fields)] for m in MODELS],
                                     rounds=3)
-            for g in groups:
-                ms[g[0]["model"]][side].append(g[0]["median_ms"])
-    return {m: speed_ratio(*pair) for m, pair in ms.items()}
+            for (r,) in groups:
+                ms[r["model"]][side].append(r["median_ms"])
+                sums[r["model"]][side].append(r["checksum"])
+    same = {m: all(same_output(c, sums[m][0][0]) for c in sums[m][1]) for m in MODELS}
+    return {m: speed_ratio(*pair) for m, pair in ms.items()}, same
 
 
 def other_settings(threads: int, repeats: int, embedding: str = "campplus") -> pd.DataFrame:
@@ -258,9 +267,9 @@ def other_settings(threads: int, repeats: int, embedding: str = "campplus") -> p
     for m, group in zip(MODELS, groups):
         base, *changed = group
         rows.append(_setting_row(m, "default", base, Ratio(1.0, 1.0, 1.0, base["rounds"]), True))
-        for label, (_, ratios) in interop.items():  # its own processes: ms estimated from the ratio
+        for label, (_, (ratios, same)) in interop.items():  # its own processes: ms estimated from the ratio
             rows.append(_setting_row(m, label, {"median_ms": base["median_ms"] / ratios[m].median, "iqr_ms": float("nan")},
-                                     ratios[m], True))
+                                     ratios[m], same[m]))
         for (label, _), r in zip(in_process[m], changed):
             rows.append(_setting_row(m, label, r, Ratio(r["speed-up"], r["speed-up low"], r["speed-up high"], r["rounds"]),
                                      same_output(r["checksum"], base["checksum"])))

@@ -253,23 +253,30 @@ def first_value(table, prefix: str, column: str = "throughput vs sequential") ->
 
 def verdicts(table, kept: int, files: int) -> dict[str, str]:
     """The verdict column of the chapter's table, from the measurements: throughput (a real gain
-    is 1.1x or more, judged on the best mode's per-round ratios: ``book.verdicts.decided``),
-    oversubscription (confirmed when no oversubscribed mode beats the best one that fits the
-    cores, by median) and the snippet (wrong when it returned fewer results than files)."""
+    is ``MINOR_GAIN``, 1.1x, or more: confirmed by any mode whose per-round ratios settle it,
+    ``book.verdicts.decided``), oversubscription (confirmed when no oversubscribed mode beats the
+    best one that fits the cores: by median, or, when a ratio it compares is unstable, by ranges
+    that do not overlap; otherwise not judged)
+    and the snippet (wrong when it returned fewer results than files)."""
     from ..book.verdicts import MINOR_GAIN, decided
 
-    gains = table["throughput vs sequential"].iloc[1:]
-    over = table.loc[table["oversubscribed"], "throughput vs sequential"]
-    fits = table.loc[~table["oversubscribed"], "throughput vs sequential"]  # sequential included
-    gained = decided(mode_ratio(table, gains.idxmax()), lambda v: v >= MINOR_GAIN) if len(gains) else False
+    modes = list(table.index[1:])
+    calls = [decided(mode_ratio(table, m), lambda v: v >= MINOR_GAIN) for m in modes]
+    gained = True if any(calls) else (False if all(c is False for c in calls) else None)
     throughput = {True: "partly: a gain, bounded by the cores, not by the number of files",
                   False: "refuted here: no gain on these cores", None: "unstable: not judged"}[gained]
+    over = table.loc[table["oversubscribed"], "throughput vs sequential"]
+    fits = table.loc[~table["oversubscribed"], "throughput vs sequential"]  # sequential included
     if not len(over):
         limit = "not measured in this profile"
-    elif over.max() <= fits.max():
-        limit = "confirmed: more threads than cores does not help"
     else:
-        limit = "refuted here: an oversubscribed mode was fastest"
+        o, f = mode_ratio(table, over.idxmax()), mode_ratio(table, fits.idxmax())
+        if not (o.unstable or f.unstable):
+            helps = o.median > f.median
+        else:  # a spread ratio: only ranges that do not overlap settle it
+            helps = True if o.low > f.high else (False if o.high <= f.low else None)
+        limit = {False: "confirmed: more threads than cores does not help", None: "unstable: not judged",
+                 True: "refuted here: an oversubscribed mode was fastest"}[helps]
     snippet = ("wrong as written; fixed above" if kept < files
                else "no loss here: the bug needs more files than the concurrency limit")
     return {"par_verdict_throughput": throughput, "par_verdict_limit": limit, "par_verdict_snippet": snippet}

@@ -27,8 +27,8 @@ channels and LSTM units for real, with a short knowledge-distillation recovery.
   (``pruning-summary-<profile>.json``).
 - Every speed-up here is a pruned model against its unpruned original, timed interleaved round
   by round (``measure.timing.interleaved_ratios``): the median of the per-round ratios with
-  their range. The verdict judges the slower of the two pruned models, and not at all when its
-  range is too wide (``book.verdicts.ratio_verdict``).
+  their range. The claim must hold for both pruned models; a ratio whose range is too wide to
+  settle it leaves the verdict "unstable: not judged" (``book.verdicts.ratios_verdict``).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..book.verdicts import der_verdict, ratio_verdict
+from ..book.verdicts import der_verdict, ratios_verdict
 from ..core.constants import SAMPLE_RATE, WINDOW_SECONDS
 from ..measure.cost import count_flops, package_bytes, parameter_count, sizes_mb
 from ..measure.stats import Ratio
@@ -566,7 +566,7 @@ def verdicts(struct, ders, ratio: float = GUIDE_RATIO) -> dict:
     """The chapter's verdict on the guide's row at ``ratio`` (CAM++ parts: "not measured"
     when this build skipped CAM++), ``{glue name: text}``."""
     removed = _measured(_at(struct, (SEG, ratio), "params removed (%)"), _at(struct, (EMB, ratio), "params removed (%)"))
-    # the slower of the two pruned models decides (its interleaved ratio; an unstable one is not judged)
+    # the claim must hold for both pruned models (their interleaved ratios: book.verdicts.ratios_verdict)
     speed = [speed_ratio_at(struct, (m, ratio)) for m in (SEG, EMB) if (m, ratio) in struct.index]
     kd = [_at(ders, (m, f"structural {ratio}, after KD"), "Δ strict (pts)") for m in (SEG, EMB)]
     ci = [(_at(ders, (m, f"structural {ratio}, after KD"), "CI low"), _at(ders, (m, f"structural {ratio}, after KD"), "CI high"))
@@ -575,7 +575,7 @@ def verdicts(struct, ders, ratio: float = GUIDE_RATIO) -> dict:
                else "not measured (CAM++ not pruned in this build)")
     return {"pr_verdict_snippet": "refuted: zeros, not pruning",
             "pr_verdict_size": "confirmed only when done structurally" if min(removed) >= 30 else "partly",
-            "pr_verdict_speed": ratio_verdict(min(speed, key=lambda q: q.median), 1.3) + " (structural only)",
+            "pr_verdict_speed": ratios_verdict(speed, 1.3, best=False) + " (structural only)",
             "pr_verdict_der": f"segmentation: {der_verdict(kd[0], 1.0, ci[0])}; CAM++: {emb_der}"}
 
 
