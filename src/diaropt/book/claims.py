@@ -261,7 +261,7 @@ def verdict(claim: Claim, measurement: Measurement | None) -> Verdict:
       summary, a figure the smoke profile skips);
     - ``measurable=False``: *not measurable here* (e.g. Apple Neural Engine speed on Linux);
     - speed: ``speed_verdict`` (confirmed at >= 95 % of the claim's lower bound, partly for a
-      real gain >= 1.1x, refuted below), through ``ratio_verdict`` when the speed is a ratio of
+      real gain >= 1.1x, refuted below), through ``ratios_verdict`` when the speed is measured as
       interleaved rounds (a spread the verdict cannot settle: *not measured*, unstable);
       DER: ``der_verdict`` against the claimed bound in
       points, on the change's 95 % CI when the chapter measured one (*within noise* when the

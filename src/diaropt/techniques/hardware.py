@@ -115,8 +115,6 @@ def _child(groups: list[list[CpuSetting]], rounds: int) -> list[list[dict]]:
     window = data.pyannote_sample().waveform[:, :WINDOW_SAMPLES][None]
     loaded, out = {}, []
 
-    applied = {}  # the threads and oneDNN switch torch reports once each setting is applied
-
     def call(i: int, s: CpuSetting, model):
         def run():
             torch.set_num_threads(s.threads)
@@ -128,7 +126,7 @@ def _child(groups: list[list[CpuSetting]], rounds: int) -> list[list[dict]]:
 
     with torch.inference_mode():
         for group in groups:
-            fns, applied = {}, {}
+            fns, applied = {}, {}  # applied: the threads and oneDNN switch torch reports once a setting is set
             for i, s in enumerate(group):
                 key = (s.model, s.embedding, s.channels_last)
                 loaded.setdefault(key, _load(s))
