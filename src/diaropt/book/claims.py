@@ -218,7 +218,7 @@ class Measurement:
 
         if not ratios:
             return cls(value, text.replace("{rounds}", ""), **kw)
-        rs = tuple(Ratio(d["median"], d["low"], d["high"], d["repeats"])
+        rs = tuple(Ratio.from_columns(d, "median", "low", "high", "repeats")
                    for d in (ratios if isinstance(ratios, list | tuple) else [ratios]))
         r = rs[0]
         rounds = f"median of {r.repeats} interleaved rounds, {r.low:.2f}-{r.high:.2f}"

@@ -52,9 +52,9 @@ def ratios_verdict(ratios: list, claimed_low: float, claimed_high: float | None 
     ``best``, a worse one otherwise)."""
     def rank(v):
         return SPEED_RANKS[speed_verdict(v, claimed_low, claimed_high)]
-    settled = [SPEED_RANKS[w] for w in (ratio_verdict(r, claimed_low, claimed_high) for r in ratios) if w in SPEED_RANKS]
-    open_ends = [rank(r.high) if best else rank(r.low)
-                 for r in ratios if ratio_verdict(r, claimed_low, claimed_high) not in SPEED_RANKS]
+    words = [(r, ratio_verdict(r, claimed_low, claimed_high)) for r in ratios]
+    settled = [SPEED_RANKS[w] for _, w in words if w in SPEED_RANKS]
+    open_ends = [rank(r.high) if best else rank(r.low) for r, w in words if w not in SPEED_RANKS]
     if not settled or (open_ends and (max(open_ends) > max(settled) if best else min(open_ends) < min(settled))):
         return "unstable: not judged"
     pick = max(settled) if best else min(settled)

@@ -117,6 +117,12 @@ class Ratio:
     def as_dict(self) -> dict:
         return asdict(self) | {"unstable": self.unstable}
 
+    @classmethod
+    def from_columns(cls, row, median: str = "speed-up", low: str = "speed-up low", high: str = "speed-up high",
+                     rounds: str = "rounds") -> Ratio:
+        """The ratio a table row (or dict) stores in the columns ``median``, ``low``, ``high``, ``rounds``."""
+        return cls(float(row[median]), float(row[low]), float(row[high]), int(row[rounds]))
+
 
 def change_columns(a_files: list[dict], b_files: list[dict]) -> dict[str, float]:
     """The table columns of B's DER change against A (points): the strict change with its paired

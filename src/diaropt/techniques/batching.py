@@ -137,8 +137,7 @@ def best_ratio(table: pd.DataFrame):
 
     best = int(table["speed-up vs batch 1"].idxmax())
     row = table.loc[best]
-    return best, Ratio(float(row["speed-up vs batch 1"]), float(row["speed-up low"]), float(row["speed-up high"]),
-                       int(row["rounds"]))
+    return best, Ratio.from_columns(row, "speed-up vs batch 1")
 
 
 def pipeline_batches(embedding: str, recordings: list, batches: list[tuple[int, int]], repeats: int = 3):

@@ -296,7 +296,7 @@ class Workloads:
     def ratio(self, workload: str) -> Ratio:
         """A workload's speed-up (uncached / cached seconds) as a ``measure.stats.Ratio``."""
         row = self.table.loc[workload]
-        return Ratio(float(row["speed-up"]), float(row["speed-up low"]), float(row["speed-up high"]), int(row["rounds"]))
+        return Ratio.from_columns(row)
 
 
 def workloads(plain, pipe, cache: ContentCache, files: list[Recording], params: dict, thresholds: list[float],

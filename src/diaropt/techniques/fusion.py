@@ -312,7 +312,7 @@ def best_speedup(table: pd.DataFrame) -> float:
 def fused_ratios(tables: dict[str, pd.DataFrame]) -> list[Ratio]:
     """Every fused row's speed-up over eager, in every table (the candidates of the model-level
     verdict: ``book.verdicts.ratios_verdict`` with ``best=True``)."""
-    return [Ratio(float(r["speed-up vs eager"]), float(r["speed-up low"]), float(r["speed-up high"]), int(r["rounds"]))
+    return [Ratio.from_columns(r, "speed-up vs eager")
             for t in tables.values() for _, r in t.iloc[1:].iterrows()]
 
 
@@ -322,8 +322,7 @@ def best_ratio(table: pd.DataFrame) -> Ratio | None:
     if len(table) < 2:
         return None
     row = table.loc[table["speed-up vs eager"].iloc[1:].idxmax()]
-    return Ratio(float(row["speed-up vs eager"]), float(row["speed-up low"]), float(row["speed-up high"]),
-                 int(row["rounds"]))
+    return Ratio.from_columns(row, "speed-up vs eager")
 
 
 def show(df: pd.DataFrame) -> pd.DataFrame:

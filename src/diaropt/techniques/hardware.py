@@ -208,7 +208,7 @@ def over_cores(scale: pd.DataFrame, cores: int) -> dict[str, Ratio]:
 def setting_ratios(settings: pd.DataFrame) -> dict[tuple[str, str], Ratio]:
     """The speed-up of every changed setting of an ``other_settings`` table, ``{(model, setting): Ratio}``."""
     changed = settings.drop(index="default", level="setting")
-    return {key: Ratio(float(r["speed-up"]), float(r["speed-up low"]), float(r["speed-up high"]), int(r["rounds"]))
+    return {key: Ratio.from_columns(r)
             for key, r in changed.iterrows()}
 
 
@@ -269,7 +269,7 @@ def other_settings(threads: int, repeats: int, embedding: str = "campplus") -> p
             rows.append(_setting_row(m, label, {"median_ms": base["median_ms"] / ratios[m].median, "iqr_ms": float("nan")},
                                      ratios[m], same[m]))
         for (label, _), r in zip(in_process[m], changed):
-            rows.append(_setting_row(m, label, r, Ratio(r["speed-up"], r["speed-up low"], r["speed-up high"], r["rounds"]),
+            rows.append(_setting_row(m, label, r, Ratio.from_columns(r),
                                      same_output(r["checksum"], base["checksum"])))
     return pd.DataFrame(rows).set_index(["model", "setting"])
 

@@ -241,8 +241,7 @@ def compare_modes(recs, modes, cores: int, embedding: str = "auto", variant: str
 def mode_ratio(table, label: str) -> Ratio:
     """A mode's throughput over the sequential run as a ``measure.stats.Ratio``."""
     row = table.loc[label]
-    return Ratio(float(row["throughput vs sequential"]), float(row["throughput low"]), float(row["throughput high"]),
-                 int(row["rounds"]))
+    return Ratio.from_columns(row, "throughput vs sequential", "throughput low", "throughput high")
 
 
 def first_value(table, prefix: str, column: str = "throughput vs sequential") -> float:

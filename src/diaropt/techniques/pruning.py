@@ -449,7 +449,7 @@ def structural_table(models: dict, x: torch.Tensor, repeats: int):
 def speed_ratio_at(table, key) -> Ratio:
     """The speed-up of ``key`` = (model, ratio) in a ``structural_table`` as a ``measure.stats.Ratio``."""
     row = table.loc[key]
-    return Ratio(float(row["speed-up"]), float(row["speed-up low"]), float(row["speed-up high"]), int(row["rounds"]))
+    return Ratio.from_columns(row)
 
 
 def structural_figures(table, ratios: list[float]) -> dict:
